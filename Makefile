@@ -1,0 +1,62 @@
+# The two commands people type on a fresh machine: `make demo` and `make test`.
+# Everything else here is what those two need: a virtual environment in .venv with
+# torch (CPU wheel) first, the ONNX Runtime headers for the C++ extension, then the package.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARED_DATASETS ?= $(abspath ../shared/datasets)
+# An offline mirror of public datasets (see docs/datasets.md); used when the folder exists.
+export EDGEACT_DATASET_MIRROR ?= $(if $(wildcard $(SHARED_DATASETS)),$(SHARED_DATASETS),)
+DEMO_DIR ?= outputs/demo
+DEMO_STEPS ?= 300
+DEMO_EPISODES ?= 10
+
+STAMP := $(VENV)/.edgeact-deps
+EXT_STAMP := $(VENV)/.edgeact-ext
+CPP_SOURCES := CMakeLists.txt $(shell find cpp_ext -type f 2>/dev/null)
+
+.PHONY: install build test cpp-test demo lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
+	bash scripts/fetch_ort_headers.sh
+	$(PY) -m pip install -q --no-build-isolation -e '.[all]'
+	touch $@
+
+# The extension is rebuilt (incrementally, in build/) whenever a C++ source changes.
+$(EXT_STAMP): $(STAMP) $(CPP_SOURCES)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+install: $(EXT_STAMP)
+build: $(EXT_STAMP)
+
+cpp-test: install
+	cmake -S . -B build/ctest -G Ninja -DCMAKE_BUILD_TYPE=Release -DEDGEACT_BUILD_TESTS=ON \
+	  -DPython_EXECUTABLE=$(abspath $(PY)) > build/ctest.log 2>&1 || { cat build/ctest.log; exit 1; }
+	cmake --build build/ctest --parallel 2 >> build/ctest.log 2>&1 || { cat build/ctest.log; exit 1; }
+	cd build/ctest && ctest --output-on-failure
+
+test: install
+	$(MAKE) --no-print-directory cpp-test
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install
+	$(VENV)/bin/edgeact-bench --json $(DEMO_DIR)/bench.json
+
+demo: install
+	$(VENV)/bin/train-act --dataset pusht --steps $(DEMO_STEPS) --output $(DEMO_DIR)/train
+	$(VENV)/bin/export-policy $(DEMO_DIR)/train/checkpoints/last --format onnx --output $(DEMO_DIR)/policy.onnx
+	$(VENV)/bin/rt-run --robot pusht-sim --model $(DEMO_DIR)/policy.onnx --episodes $(DEMO_EPISODES) --seed 0 \
+	  --json $(DEMO_DIR)/rt_run.json
+
+clean:
+	rm -rf build $(VENV) third_party outputs

@@ -1,0 +1,1 @@
+"""edgeact.train: episode datasets, the ACT model, training, checkpoints and evaluation."""
