@@ -36,6 +36,10 @@ class CRCMismatchError(PacketError):
     """The CRC-16 of a received Dynamixel packet does not match its bytes."""
 
 
+class InvalidCommandError(BridgeError, ValueError):
+    """A joint command holds NaN/Inf or has the wrong length; nothing was sent."""
+
+
 class BusStoppedError(BridgeError):
     """A command was issued after a safe stop; nothing was sent."""
 

@@ -1,0 +1,211 @@
+"""A Dynamixel Protocol 2.0 motor bus over a serial transport: transactions with bounded retries.
+
+Every instruction that has a status packet is a transaction: flush stale input, send, read the status
+packet(s), check CRC and the ERR byte. Timeouts and CRC errors are retried `retries` times, then raised
+(`CommTimeoutError`, `CRCMismatchError`). A non-zero ERR byte raises its named exception (errors.py); bit
+7 (hardware alert) raises `HardwareAlertError` unless the caller reads the alert itself."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from edgeact.firmware_bridge.dynamixel import control_table as ct
+from edgeact.firmware_bridge.dynamixel import protocol as p
+from edgeact.firmware_bridge.errors import (
+    STATUS_ERRORS,
+    CommTimeoutError,
+    CRCMismatchError,
+    DynamixelStatusError,
+    HardwareAlertError,
+    PacketError,
+)
+from edgeact.firmware_bridge.transport import SerialTransport
+
+log = logging.getLogger(__name__)
+
+
+def check_status(pkt: p.Packet, device: str, *, allow_alert: bool = False) -> None:
+    """Raise the named exception for a status packet's ERR byte."""
+    err = pkt.error or 0
+    code = err & p.ERR_CODE_MASK
+    if code:
+        cls = STATUS_ERRORS.get(code, DynamixelStatusError)
+        raise cls(f"servo {pkt.id} on {device} answered error {code} ({cls.__name__})", motor_id=pkt.id)
+    if err & p.ERR_ALERT_BIT and not allow_alert:
+        raise HardwareAlertError(f"servo {pkt.id} on {device} reports a hardware alert", motor_id=pkt.id)
+
+
+class DynamixelBus:
+    """Transactions on one serial line. Not thread-safe: call from the control thread only."""
+
+    def __init__(self, transport: SerialTransport, *, timeout_s: float = 0.02, retries: int = 2) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.transport = transport
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.retried = 0  # transactions repeated after a timeout or CRC error (for the logs and benchmarks)
+
+    @property
+    def device(self) -> str:
+        return self.transport.port
+
+    def open(self) -> None:
+        self.transport.open()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # --- low level ---------------------------------------------------------------------------------
+    def _read_packet(self, deadline: float) -> p.Packet:
+        """Read one packet, skipping garbage before its header."""
+        tr = self.transport
+        buf = tr.read_exact(p.PREFIX_SIZE, deadline)
+        while True:
+            start = buf.find(p.HEADER)
+            if start < 0:
+                buf = buf[-3:]
+            elif start:
+                buf = buf[start:]
+            if start == 0 and len(buf) >= p.PREFIX_SIZE:
+                break
+            more = tr.read_exact(max(1, p.PREFIX_SIZE - len(buf)), deadline)
+            if not more:
+                raise CommTimeoutError(f"no complete status header on {self.device} before the deadline")
+            buf += more
+        total = p.frame_length(buf)
+        if len(buf) < total:
+            buf += tr.read_exact(total - len(buf), deadline)
+        if len(buf) < total:
+            raise CommTimeoutError(f"status packet on {self.device} cut short ({len(buf)}/{total} bytes)")
+        return p.decode(buf[:total])
+
+    def _expect(self, motor_id: int) -> p.Packet:
+        """The next status packet from `motor_id` (stale packets from other IDs are skipped)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                pkt = self._read_packet(deadline)
+            except CommTimeoutError as err:
+                raise CommTimeoutError(f"servo {motor_id} on {self.device} did not answer: {err}") from err
+            if pkt.is_status and pkt.id == motor_id:
+                return pkt
+            log.debug("skipping stale packet %s on %s while waiting for id %d", pkt, self.device, motor_id)
+
+    def _attempts(self, what: str) -> Iterable[int]:
+        """Yield attempt numbers; the caller breaks on success. Logs retries."""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += 1
+                log.warning("%s on %s: retry %d/%d", what, self.device, attempt, self.retries)
+            yield attempt
+
+    def transact(self, frame: bytes, motor_id: int, *, allow_alert: bool = False) -> p.Packet:
+        """Send one instruction and return its checked status packet (retrying timeouts and CRC errors)."""
+        last: Exception | None = None
+        for _ in self._attempts(f"instruction to servo {motor_id}"):
+            self.transport.reset_input()
+            self.transport.write(frame)
+            try:
+                pkt = self._expect(motor_id)
+            except (CommTimeoutError, CRCMismatchError, PacketError) as err:
+                last = err
+                continue
+            check_status(pkt, self.device, allow_alert=allow_alert)
+            return pkt
+        assert last is not None
+        raise type(last)(f"{last} (after {self.retries + 1} attempts)") from last
+
+    # --- instructions ------------------------------------------------------------------------------
+    def ping(self, motor_id: int) -> tuple[int, int]:
+        """(model number, firmware version) of one servo."""
+        pkt = self.transact(p.ping(motor_id), motor_id, allow_alert=True)
+        if len(pkt.params) != 3:
+            raise PacketError(
+                f"ping reply from servo {motor_id} on {self.device} has {len(pkt.params)} bytes"
+            )
+        return int.from_bytes(pkt.params[:2], "little"), pkt.params[2]
+
+    def read(self, motor_id: int, address: int, length: int, *, allow_alert: bool = False) -> bytes:
+        pkt = self.transact(p.read(motor_id, address, length), motor_id, allow_alert=allow_alert)
+        if len(pkt.params) != length:
+            raise PacketError(
+                f"servo {motor_id} on {self.device} returned {len(pkt.params)} bytes for a {length}-byte read"
+            )
+        return pkt.params
+
+    def write(self, motor_id: int, address: int, data: bytes) -> None:
+        self.transact(p.write(motor_id, address, data), motor_id)
+
+    def read_register(self, motor_id: int, reg: ct.Register, *, allow_alert: bool = False) -> int:
+        return ct.decode_value(reg, self.read(motor_id, reg.address, reg.size, allow_alert=allow_alert))
+
+    def write_register(self, motor_id: int, reg: ct.Register, value: int) -> None:
+        self.write(motor_id, reg.address, ct.encode_value(reg, value))
+
+    def reboot(self, motor_id: int) -> None:
+        self.transact(p.reboot(motor_id), motor_id, allow_alert=True)
+
+    def sync_write(self, address: int, length: int, data: dict[int, bytes]) -> None:
+        """One Sync Write packet (no status packets come back)."""
+        self.transport.write(p.sync_write(address, length, data))
+
+    def sync_read(self, address: int, length: int, ids: list[int] | tuple[int, ...]) -> dict[int, bytes]:
+        """One Sync Read: `length` bytes at `address` from every id (each answers in id order).
+
+        All answers are read before any error is raised, so the line stays in step. Hardware alerts raise
+        `HardwareAlertError` naming the first alerting id once the data of every servo has arrived.
+        """
+        frame = p.sync_read(address, length, ids)
+        last: Exception | None = None
+        for _ in self._attempts(f"sync read of {list(ids)}"):
+            self.transport.reset_input()
+            self.transport.write(frame)
+            try:
+                packets = [self._expect(i) for i in ids]
+            except (CommTimeoutError, CRCMismatchError, PacketError) as err:
+                last = err
+                continue
+            for pkt in packets:
+                check_status(pkt, self.device, allow_alert=True)
+                if len(pkt.params) != length:
+                    raise PacketError(
+                        f"servo {pkt.id} on {self.device} sent {len(pkt.params)}/{length} bytes"
+                    )
+            alerts = [pkt.id for pkt in packets if (pkt.error or 0) & p.ERR_ALERT_BIT]
+            if alerts:
+                raise HardwareAlertError(
+                    f"servo(s) {alerts} on {self.device} report a hardware alert", motor_id=alerts[0]
+                )
+            return {pkt.id: pkt.params for pkt in packets}
+        assert last is not None
+        raise type(last)(f"{last} (after {self.retries + 1} attempts)") from last
+
+    # --- helpers for the common settings -----------------------------------------------------------
+    def sync_write_register(self, reg: ct.Register, values: dict[int, int]) -> None:
+        self.sync_write(reg.address, reg.size, {i: ct.encode_value(reg, v) for i, v in values.items()})
+
+    def set_torque(self, ids: Iterable[int], on: bool) -> None:
+        for motor_id in ids:
+            self.write_register(motor_id, ct.TORQUE_ENABLE, int(on))
+
+    def set_operating_mode(self, ids: Iterable[int], mode: int) -> None:
+        for motor_id in ids:
+            self.write_register(motor_id, ct.OPERATING_MODE, mode)
+
+    def set_profile(self, ids: Iterable[int], velocity: int, acceleration: int) -> None:
+        for motor_id in ids:
+            self.write_register(motor_id, ct.PROFILE_VELOCITY, velocity)
+            self.write_register(motor_id, ct.PROFILE_ACCELERATION, acceleration)
+
+    def set_bus_watchdog(self, ids: Iterable[int], period_s: float) -> None:
+        """Arm (period > 0) or clear (0) the Bus Watchdog; units of 20 ms, 1..127."""
+        units = round(period_s / ct.BUS_WATCHDOG_UNIT_S)
+        if period_s and not 1 <= units <= 127:
+            raise ValueError(f"bus watchdog period {period_s} s is outside 0.02..2.54 s")
+        for motor_id in ids:
+            self.write_register(motor_id, ct.BUS_WATCHDOG, units)

@@ -1,0 +1,115 @@
+"""Safe-stop bookkeeping shared by the robot buses: why a stop happened, whether it was a fault, exit codes,
+and signal handling that only sets a flag (no I/O inside a signal handler; the control loop acts on it).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from enum import Enum
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+
+class StopReason(str, Enum):
+    """Why the motors were stopped. `is_fault` says whether the process must exit non-zero."""
+
+    END = "end"  # the run finished (duration, episode end): not a fault
+    SIGINT = "sigint"
+    SIGTERM = "sigterm"
+    COMM_LOSS = "comm_loss"  # timeouts / CRC errors after the bounded retries
+    HARDWARE_ALERT = "hardware_alert"  # Dynamixel ERR bit 7 / Hardware Error Status
+    BUS_WATCHDOG = "bus_watchdog"  # the servos' bus watchdog expired, or the host stalled longer than it
+    HEARTBEAT_LOSS = "heartbeat_loss"  # CANopen heartbeat consumer timeout
+    EMCY = "emcy"  # CANopen emergency frame or CiA 402 Fault state
+    NAN = "nan"  # a command held NaN or Inf
+    CAMERA_STALL = "camera_stall"
+    WATCHDOG = "watchdog"  # the runtime loop's own watchdog (tick overrun)
+    ERROR = "error"  # any other error on the command path
+
+    @property
+    def is_fault(self) -> bool:
+        return self not in (StopReason.END, StopReason.SIGINT, StopReason.SIGTERM)
+
+
+EXIT_CODES = {StopReason.END: 0, StopReason.SIGINT: 130, StopReason.SIGTERM: 143}
+FAULT_EXIT_CODE = 3
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    reason: StopReason
+    detail: str
+    tick: int
+    time: float
+
+    @property
+    def is_fault(self) -> bool:
+        return self.reason.is_fault
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.reason, FAULT_EXIT_CODE)
+
+
+def parse_reason(reason: str | StopReason) -> StopReason:
+    """Map a free-text reason (as the runtime passes to `Robot.safe_stop`) onto a StopReason."""
+    if isinstance(reason, StopReason):
+        return reason
+    text = str(reason).strip().lower()
+    for member in StopReason:
+        if text == member.value or text.startswith(member.value + ":") or text.startswith(member.value + " "):
+            return member
+    for key, member in (
+        ("interrupt", StopReason.SIGINT),
+        ("sigint", StopReason.SIGINT),
+        ("sigterm", StopReason.SIGTERM),
+        ("nan", StopReason.NAN),
+        ("camera", StopReason.CAMERA_STALL),
+        ("watchdog", StopReason.WATCHDOG),
+        ("duration", StopReason.END),
+        ("done", StopReason.END),
+        ("finished", StopReason.END),
+    ):
+        if key in text:
+            return member
+    return StopReason.ERROR
+
+
+class SignalLatch:
+    """SIGINT/SIGTERM handlers (main thread only) that only record the signal; `restore()` undoes them."""
+
+    def __init__(self) -> None:
+        self.reason: StopReason | None = None
+        self.when: float | None = None
+        self._old: dict[int, object] = {}
+
+    def _handler(self, signum: int, _frame: FrameType | None) -> None:
+        if self.reason is None:
+            self.reason = StopReason.SIGINT if signum == signal.SIGINT else StopReason.SIGTERM
+            self.when = time.monotonic()
+
+    def install(self) -> SignalLatch:
+        if threading.current_thread() is not threading.main_thread():
+            log.warning(
+                "signal handlers can only be installed from the main thread; SIGINT/SIGTERM not latched"
+            )
+            return self
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        self._old.clear()
+
+    def __enter__(self) -> SignalLatch:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
