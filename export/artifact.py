@@ -1,0 +1,317 @@
+"""The policy artifact's metadata (docs/design.md "Policy artifact"), built from a checkpoint's config.
+
+`PolicySpec` is everything export needs to know about a checkpoint's inputs and outputs (cameras and their
+resolution, state and action sizes and names, chunk size, fps, stats), read from the checkpoint's config.json.
+`build_sidecar` turns it into the JSON that goes next to the model file (`policy.json`) and into the ONNX
+`metadata_props` under `edgeact.policy`; `write_artifact` writes model and sidecar atomically (temp, rename).
+This module imports no torch, so the TensorRT path on the target can use it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeact.export.errors import CheckpointError, OutputPathError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "edgeact.policy"
+STATE_FEATURE = "observation.state"
+ENV_STATE_FEATURE = "observation.environment_state"
+ACTION_FEATURE = "action"
+IMAGE_RESIZE = "bilinear_half_pixel"
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One camera: the graph takes `uint8 (1, height, width, channels)` NHWC under the feature's name."""
+
+    name: str
+    feature: str
+    height: int
+    width: int
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        for fname in ("height", "width", "channels"):
+            value = getattr(self, fname)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"camera {self.name!r}: {fname} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Inputs, outputs and metadata of one exported policy (batch size 1)."""
+
+    cameras: tuple[CameraSpec, ...]
+    state_dim: int
+    action_dim: int
+    chunk_size: int
+    fps: float
+    state_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    stats: dict[str, Any] = field(default_factory=dict)
+    execution: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    dataset_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for fname in ("state_dim", "action_dim", "chunk_size"):
+            value = getattr(self, fname)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"PolicySpec.{fname} must be a positive int, got {value!r}")
+        if not self.cameras:
+            raise ValueError("PolicySpec.cameras is empty: the exported graph needs at least one camera")
+        if len(self.action_names) != self.action_dim:
+            raise ValueError(
+                f"PolicySpec.action_names has {len(self.action_names)} names for {self.action_dim} dims"
+            )
+
+    @property
+    def input_names(self) -> list[str]:
+        return [c.feature for c in self.cameras] + [STATE_FEATURE]
+
+    def inputs(self) -> list[dict[str, Any]]:
+        """The sidecar's `inputs` list, in graph order: one image per camera, then the state."""
+        out: list[dict[str, Any]] = [
+            {
+                "name": c.feature,
+                "feature": c.feature,
+                "kind": "image",
+                "camera": c.name,
+                "dtype": "uint8",
+                "shape": [1, c.height, c.width, c.channels],
+                "layout": "NHWC",
+            }
+            for c in self.cameras
+        ]
+        out.append(
+            {
+                "name": STATE_FEATURE,
+                "feature": STATE_FEATURE,
+                "kind": "state",
+                "dtype": "float32",
+                "shape": [1, self.state_dim],
+            }
+        )
+        return out
+
+    def outputs(self) -> list[dict[str, Any]]:
+        shape = [1, self.chunk_size, self.action_dim]
+        return [{"name": ACTION_FEATURE, "feature": ACTION_FEATURE, "dtype": "float32", "shape": shape}]
+
+    def action_mean_std(self) -> tuple[list[float], list[float]]:
+        """The action stats the graph unnormalizes with; parity is measured on actions normalized by them."""
+        stats = self.stats[ACTION_FEATURE]
+        return [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]]
+
+
+def _camera_name(feature: str) -> str:
+    return "image" if feature == "observation.image" else feature.removeprefix("observation.images.")
+
+
+def _image_hwc(feature: str, info: dict[str, Any], where: str) -> tuple[int, int, int]:
+    """(H, W, C) of an info.json image feature: `names` say the layout, else the 3 marks the channels."""
+    shape = [int(d) for d in info.get("shape", [])]
+    if len(shape) != 3:
+        raise CheckpointError(f"{where}: dataset.features[{feature!r}].shape must have 3 dims, got {shape}")
+    names = [str(n).lower() for n in (info.get("names") or [])]
+    if len(names) == 3 and "height" in names and "width" in names:
+        h, w = shape[names.index("height")], shape[names.index("width")]
+        return h, w, sum(shape) - h - w
+    if shape[0] in (1, 3) and shape[2] not in (1, 3):
+        return shape[1], shape[2], shape[0]
+    return shape[0], shape[1], shape[2]
+
+
+def _names(info: dict[str, Any], dim: int) -> tuple[str, ...]:
+    names = info.get("names")
+    if isinstance(names, dict):  # LeRobot sometimes writes {"motors": [...]}
+        names = next(iter(names.values()), None)
+    if isinstance(names, list) and len(names) == dim:
+        return tuple(str(n) for n in names)
+    return tuple(f"{i}" for i in range(dim))
+
+
+def _require_stats(stats: dict[str, Any], feature: str, where: str) -> None:
+    entry = stats.get(feature)
+    if not isinstance(entry, dict) or any(k not in entry for k in ("mean", "std")):
+        raise CheckpointError(
+            f"{where}: dataset.stats has no mean/std for {feature!r}; the graph cannot normalize it"
+        )
+
+
+def spec_from_checkpoint_config(doc: dict[str, Any], *, where: str = "config.json") -> PolicySpec:
+    """A `PolicySpec` from a checkpoint's config.json (docs/design.md "Checkpoint"); names the bad field."""
+    try:
+        dataset, policy = doc["dataset"], doc["policy"]
+        features, stats = dataset["features"], dataset.get("stats")
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{where}: missing section {err}") from err
+    if not isinstance(stats, dict):
+        raise CheckpointError(f"{where}: dataset.stats is missing; export needs the normalization stats")
+    cam_keys = dataset.get("camera_keys") or [k for k in features if k.startswith("observation.image")]
+    if ENV_STATE_FEATURE in features:
+        raise CheckpointError(f"{where}: {ENV_STATE_FEATURE} inputs are not supported by export yet")
+    for key in [*cam_keys, STATE_FEATURE, ACTION_FEATURE]:
+        if key not in features:
+            raise CheckpointError(f"{where}: dataset.features has no {key!r}")
+        _require_stats(stats, key, where)
+    cameras = []
+    for key in cam_keys:
+        h, w, c = _image_hwc(key, features[key], where)
+        cameras.append(CameraSpec(name=_camera_name(key), feature=key, height=h, width=w, channels=c))
+    state_dim = int(features[STATE_FEATURE]["shape"][0])
+    action_dim = int(features[ACTION_FEATURE]["shape"][0])
+    execution = {
+        "mode": policy.get("execution_mode", "ensemble"),
+        "temporal_ensemble_coeff": policy.get("temporal_ensemble_coeff", 0.01),
+        "n_action_steps": policy.get("n_action_steps", policy.get("chunk_size")),
+    }
+    try:
+        return PolicySpec(
+            cameras=tuple(cameras),
+            state_dim=state_dim,
+            action_dim=action_dim,
+            chunk_size=int(policy["chunk_size"]),
+            fps=float(dataset["fps"]),
+            state_names=_names(features[STATE_FEATURE], state_dim),
+            action_names=_names(features[ACTION_FEATURE], action_dim),
+            stats=copy.deepcopy(stats),
+            execution=execution,
+            train_config={
+                "policy": policy,
+                "train": doc.get("train", {}),
+                "code_version": doc.get("code_version"),
+            },
+            dataset_id=dataset.get("id"),
+        )
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{where}: {err}") from err
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_sidecar(
+    spec: PolicySpec,
+    *,
+    fmt: str,
+    model_file: str,
+    model_sha256: str | None,
+    graph_sha256: str,
+    parity: dict[str, Any],
+    engine: dict[str, Any] | None = None,
+    quantization: str | None = None,
+) -> dict[str, Any]:
+    """The sidecar JSON; `model_sha256` is the file's hash (None in the copy embedded in the file itself)."""
+    if fmt not in ("onnx", "tensorrt"):
+        raise ValueError(f"format must be 'onnx' or 'tensorrt', got {fmt!r}")
+    fps = int(spec.fps) if float(spec.fps).is_integer() else spec.fps
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "format": fmt,
+        "model_file": model_file,
+        "model_sha256": model_sha256,
+        "graph_sha256": graph_sha256,
+        "inputs": spec.inputs(),
+        "outputs": spec.outputs(),
+        "cameras": [
+            {
+                "name": c.name,
+                "feature": c.feature,
+                "height": c.height,
+                "width": c.width,
+                "channels": c.channels,
+            }
+            for c in spec.cameras
+        ],
+        "chunk_size": spec.chunk_size,
+        "fps": fps,
+        "state_names": list(spec.state_names),
+        "action_names": list(spec.action_names),
+        "normalization": {"inside_graph": True, "stats": spec.stats},
+        "image_resize": IMAGE_RESIZE,
+        "execution": dict(spec.execution),
+        "quantization": quantization,
+        "dataset_id": spec.dataset_id,
+        "train_config": spec.train_config,
+        "engine": engine,
+        "parity": parity,
+    }
+
+
+def check_sidecar(doc: Any, where: str) -> dict[str, Any]:
+    """Validate a sidecar read back from disk or from ONNX metadata: schema version and required keys."""
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{where}: the policy metadata is not a JSON object")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{where}: policy schema_version {version!r}, this edgeact reads {SCHEMA_VERSION}"
+        )
+    for key in ("inputs", "outputs", "chunk_size", "normalization", "graph_sha256"):
+        if key not in doc:
+            raise CheckpointError(f"{where}: the policy metadata has no {key!r}")
+    return doc
+
+
+def sidecar_path(model_path: Path) -> Path:
+    """`policy.onnx` -> `policy.json` (also for `.engine`)."""
+    return model_path.with_suffix(".json")
+
+
+def check_output_path(path: Path, suffix: str) -> Path:
+    """The model file to write: an existing folder gets `policy<suffix>`; the parent folder must exist."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"policy{suffix}"
+    if path.suffix != suffix:
+        raise OutputPathError(f"{path}: the output file must end in {suffix}")
+    if not path.parent.is_dir():
+        raise OutputPathError(f"{path}: the output folder {path.parent} does not exist (create it first)")
+    if not os.access(path.parent, os.W_OK):
+        raise OutputPathError(f"{path}: the output folder {path.parent} is not writable")
+    return path
+
+
+def _write_temp(folder: Path, name: str, data: bytes) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def write_artifact(model_path: Path, model_bytes: bytes, sidecar: dict[str, Any]) -> tuple[Path, Path]:
+    """Write the model file and its sidecar atomically: both to temp files first, then two renames."""
+    model_path = Path(model_path)
+    json_path = sidecar_path(model_path)
+    text = json.dumps(sidecar, indent=2, allow_nan=False) + "\n"
+    tmps: list[Path] = []
+    try:
+        tmps.append(_write_temp(model_path.parent, model_path.name, model_bytes))
+        tmps.append(_write_temp(model_path.parent, json_path.name, text.encode()))
+        os.replace(tmps[0], model_path)
+        os.replace(tmps[1], json_path)
+    except OSError as err:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        raise OutputPathError(f"{model_path}: cannot write the policy artifact: {err}") from err
+    log.info("wrote %s (%d bytes) and %s", model_path, len(model_bytes), json_path)
+    return model_path, json_path

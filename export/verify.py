@@ -1,0 +1,185 @@
+"""Parity: the exported graph must compute what PyTorch computes, on real frames and on random inputs.
+
+Errors are reported in raw units (max abs, max relative) and on normalized actions, `(a - mean) / std` with
+the action stats the graph unnormalizes with; the tolerance applies to the normalized error, so it means the
+same for a gripper in metres and a PushT target in pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from edgeact.export.artifact import PolicySpec
+
+log = logging.getLogger(__name__)
+
+# Max abs error between PyTorch and ONNX Runtime, on normalized actions (float32 everywhere).
+ONNX_PARITY_TOLERANCE = 1e-5
+# Relative errors divide by max(|reference|, this) so that actions at exactly 0 do not blow up the ratio.
+REL_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class CaseError:
+    """Error of one input set: `source` says where the inputs came from (`dataset frame 12`, `random 3`)."""
+
+    source: str
+    max_abs: float
+    max_rel: float
+    max_abs_normalized: float
+
+
+@dataclass
+class ParityReport:
+    """All cases of one comparison, against `tolerance` on normalized actions."""
+
+    reference: str
+    candidate: str
+    tolerance: float
+    cases: list[CaseError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def max_abs(self) -> float:
+        return max((c.max_abs for c in self.cases), default=0.0)
+
+    @property
+    def max_rel(self) -> float:
+        return max((c.max_rel for c in self.cases), default=0.0)
+
+    @property
+    def max_abs_normalized(self) -> float:
+        return max((c.max_abs_normalized for c in self.cases), default=0.0)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cases) and self.max_abs_normalized <= self.tolerance
+
+    def to_json(self) -> dict[str, Any]:
+        """The sidecar's `parity` entry."""
+        return {
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "max_abs_err": self.max_abs,
+            "max_rel_err": self.max_rel,
+            "max_abs_err_normalized": self.max_abs_normalized,
+            "tolerance": self.tolerance,
+            "cases": len(self.cases),
+            "real_frames": sum(c.source.startswith("dataset") for c in self.cases),
+        }
+
+    def summary(self) -> str:
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"parity {self.candidate} vs {self.reference} over {len(self.cases)} inputs: "
+            f"max abs {self.max_abs:.3e}, "
+            f"max rel {self.max_rel:.3e}, max abs normalized {self.max_abs_normalized:.3e} "
+            f"(tolerance {self.tolerance:.0e}): {verdict}"
+        )
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, spec: PolicySpec, source: str) -> CaseError:
+    """Errors between two raw-unit action chunks `(1, k, A)`."""
+    ref = np.asarray(reference, dtype=np.float64)
+    got = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != got.shape:
+        raise ValueError(f"{source}: output shape {got.shape} differs from the reference {ref.shape}")
+    std = np.asarray(spec.action_mean_std()[1], dtype=np.float64)
+    diff = np.abs(got - ref)
+    rel = diff / np.maximum(np.abs(ref), REL_FLOOR)
+    norm = diff / np.maximum(std, 1e-8)  # |(got-mean)/std - (ref-mean)/std|
+    if not (np.isfinite(got).all() and np.isfinite(ref).all()):
+        return CaseError(source, float("inf"), float("inf"), float("inf"))
+    return CaseError(source, float(diff.max()), float(rel.max()), float(norm.max()))
+
+
+def ort_session(model_bytes: bytes, *, threads: int = 0) -> Any:
+    """A CPU ONNX Runtime session over an in-memory model (nothing on disk yet)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def ort_runner(model_bytes: bytes) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    sess = ort_session(model_bytes)
+    return lambda feeds: sess.run(["action"], feeds)[0]
+
+
+def check_parity(
+    reference: Callable[[dict[str, np.ndarray]], np.ndarray],
+    candidate: Callable[[dict[str, np.ndarray]], np.ndarray],
+    spec: PolicySpec,
+    cases: Sequence[tuple[str, dict[str, np.ndarray]]],
+    *,
+    tolerance: float = ONNX_PARITY_TOLERANCE,
+    names: tuple[str, str] = ("pytorch", "onnxruntime"),
+) -> ParityReport:
+    """Run both on every `(source, feeds)` case and collect the errors."""
+    report = ParityReport(reference=names[0], candidate=names[1], tolerance=tolerance)
+    for source, feeds in cases:
+        report.cases.append(compare(reference(feeds), candidate(feeds), spec, source))
+    log.info(report.summary())
+    return report
+
+
+def dataset_cases(
+    spec: PolicySpec, config: dict[str, Any], count: int
+) -> tuple[list[tuple[str, dict[str, np.ndarray]]], str | None]:
+    """Up to `count` real frames spread over the checkpoint's dataset; ([], reason) when unavailable."""
+    dataset = config.get("dataset", {})
+    name = dataset.get("root") or dataset.get("id")
+    if not name or count <= 0:
+        return [], "the checkpoint names no dataset"
+    try:
+        from edgeact.train.data import ChunkDataset, LeRobotDataset, resolve_dataset
+
+        try:
+            root = resolve_dataset(name)
+        except Exception:  # the recorded folder may be gone; try the dataset id (cache, mirror)
+            root = resolve_dataset(dataset.get("id") or name)
+        chunks = ChunkDataset(LeRobotDataset(root), spec.chunk_size, frame_cache=False)
+        idx = np.linspace(0, len(chunks) - 1, num=min(count, len(chunks))).astype(np.int64)
+        batch = chunks.get_batch(idx)
+    except Exception as err:  # any failure here only means "no real frames": random inputs still run
+        return [], f"dataset {name!r} not readable here ({type(err).__name__}: {err})"
+    cases = []
+    for row, index in enumerate(idx):
+        feeds = {
+            c.feature: np.ascontiguousarray(batch[c.feature][row : row + 1].transpose(0, 2, 3, 1))
+            for c in spec.cameras
+        }
+        feeds["observation.state"] = np.asarray(batch["observation.state"][row : row + 1], dtype=np.float32)
+        cases.append((f"dataset frame {int(index)}", feeds))
+    bad = [
+        c.feature for c in spec.cameras if cases and cases[0][1][c.feature].shape[1:3] != (c.height, c.width)
+    ]
+    if bad:
+        return [], f"dataset frames of {bad} do not have the trained resolution"
+    return cases, None
+
+
+def random_inputs(spec: PolicySpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random graph inputs: uniform images, states spread around the dataset's state stats."""
+    feeds: dict[str, np.ndarray] = {}
+    for cam in spec.cameras:
+        feeds[cam.feature] = rng.integers(
+            0, 256, size=(1, cam.height, cam.width, cam.channels), dtype=np.uint8
+        )
+    st = spec.stats.get("observation.state", {})
+    mean = np.asarray(st.get("mean", np.zeros(spec.state_dim)), dtype=np.float32).reshape(-1)
+    std = np.asarray(st.get("std", np.ones(spec.state_dim)), dtype=np.float32).reshape(-1)
+    feeds["observation.state"] = (mean + std * rng.standard_normal(spec.state_dim)).astype(np.float32)[None]
+    return feeds
+
+
+def random_cases(spec: PolicySpec, count: int, seed: int = 0) -> list[tuple[str, dict[str, np.ndarray]]]:
+    rng = np.random.default_rng(seed)
+    return [(f"random {i}", random_inputs(spec, rng)) for i in range(count)]

@@ -1,0 +1,45 @@
+"""The module that is exported: raw sensor inputs in, raw-unit action chunk out, through `predict_chunk`.
+
+The graph takes one `uint8 (1, H, W, 3)` NHWC image per camera (what a camera driver hands over, no
+transpose on the robot), then `float32 (1, S)` state, and returns `float32 (1, k, A)` actions in robot units.
+Normalization, unnormalization and the zero latent all live in `ACTPolicy.predict_chunk`; this wrapper only
+fixes the argument order and the layout, so the exported graph is exactly the path that evaluation runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from edgeact.export.artifact import PolicySpec
+from edgeact.export.verify import random_inputs
+from torch import nn
+
+__all__ = ["ExportWrapper", "random_inputs", "run_torch", "to_torch_args"]
+
+
+class ExportWrapper(nn.Module):
+    """`forward(*images_nhwc, state) -> actions`; one image per camera of `spec`, in `spec.cameras` order."""
+
+    def __init__(self, policy: nn.Module, spec: PolicySpec) -> None:
+        super().__init__()
+        self.policy = policy
+        self.camera_features = [c.feature for c in spec.cameras]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        *images, state = inputs
+        # (1, H, W, 3) uint8 -> (1, 3, H, W) uint8: the policy converts to float and normalizes.
+        batch = {
+            feat: img.permute(0, 3, 1, 2) for feat, img in zip(self.camera_features, images, strict=True)
+        }
+        return self.policy.predict_chunk(batch, state)  # (1, k, A) raw units
+
+
+def to_torch_args(spec: PolicySpec, feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    """Graph feeds (by input name) -> the wrapper's positional arguments."""
+    return tuple(torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in spec.input_names)
+
+
+@torch.no_grad()
+def run_torch(wrapper: ExportWrapper, spec: PolicySpec, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """The PyTorch reference output for one set of feeds: `float32 (1, k, A)`."""
+    return wrapper(*to_torch_args(spec, feeds)).float().numpy()
