@@ -23,6 +23,36 @@ def shared_datasets() -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _frame_cache_dir(tmp_path_factory):
+    """Frame caches built during tests go to a session folder, never into the user's ~/.cache."""
+    old = os.environ.get("EDGEACT_CACHE_DIR")
+    os.environ["EDGEACT_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgeact_cache"))
+    yield
+    if old is None:
+        os.environ.pop("EDGEACT_CACHE_DIR", None)
+    else:
+        os.environ["EDGEACT_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A synthetic LeRobot v3.0 dataset: 3 episodes x 30 frames, one 64x64 camera, state 2, action 2, 10 fps.
+    Variants: `edgeact.train.data.synthetic.make_synthetic_dataset(root, cameras=..., state_dim=...)`."""
+    from edgeact.train.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("tiny") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def pusht_dataset(shared_datasets, tmp_path_factory) -> Path:
+    """The real PushT (206 episodes) imported once per session from the shared zarr into v3.0 (~25 s)."""
+    from edgeact.train.data import import_diffusion_policy_zarr
+
+    zarr_path = shared_datasets / "pusht_cchi_v7_replay.zarr"
+    return import_diffusion_policy_zarr(zarr_path, tmp_path_factory.mktemp("pusht") / "pusht", progress=False)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip hardware/GPU/TensorRT tests unless their dependency is importable here."""
     import importlib.util

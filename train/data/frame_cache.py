@@ -1,0 +1,148 @@
+"""Decode every camera once into a memory-mapped uint8 array so training never waits on video decoding.
+
+Layout: `<cache_dir>/<key>/<camera>.u8` holds (N, H, W, 3) uint8 frames in global row order, and `meta.json`
+(shape per camera) is written last, so a cache folder without it is unfinished and gets rebuilt. `<key>` is a
+hash
+of the dataset's files (relative path, size, modification time) and the exact bytes of `meta/info.json`: any
+change
+to the dataset gives a new key and a fresh cache. The cache root is `$EDGEACT_CACHE_DIR/frames` (default
+`~/.cache/edgeact/frames`). Builds go to a temporary folder renamed into place, so a killed build leaves no
+half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VideoDecodeError
+from .reader import LeRobotDataset
+from .video import iter_frames
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("EDGEACT_CACHE_DIR")
+    return (Path(base) if base else Path.home() / ".cache" / "edgeact") / "frames"
+
+
+def dataset_key(root: Path) -> str:
+    """A hash of the dataset's files: relative path, size and mtime of each, plus the bytes of info.json."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        stat = path.stat()
+        h.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    h.update((root / "meta" / "info.json").read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _safe(key: str) -> str:
+    return key.replace("/", "_")
+
+
+def open_frame_cache(
+    dataset: LeRobotDataset, *, cache_dir: str | Path | None = None, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """Camera key -> read-only memmap uint8 (N, H, W, 3) over all rows; builds the cache first if needed."""
+    if not dataset.meta.camera_keys:
+        return {}
+    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = base / dataset_key(dataset.root)
+    if not (folder / "meta.json").is_file():
+        _build(dataset, folder, progress)
+    meta = json.loads((folder / "meta.json").read_text())
+    return {
+        key: np.memmap(
+            folder / f"{_safe(key)}.u8", dtype=np.uint8, mode="r", shape=tuple(meta["shapes"][key])
+        )
+        for key in dataset.meta.camera_keys
+    }
+
+
+def _build(dataset: LeRobotDataset, folder: Path, progress: bool) -> None:
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        shapes = {}
+        n = dataset.meta.total_frames
+        bar = _progress(n * len(dataset.meta.camera_keys), f"frame cache {dataset.root.name}", progress)
+        for key in dataset.meta.camera_keys:
+            h, w, c = dataset.meta.features[key]["shape"]
+            frames = np.memmap(tmp / f"{_safe(key)}.u8", dtype=np.uint8, mode="w+", shape=(n, h, w, c))
+            if dataset.meta.features[key]["dtype"] == "image":
+                for e in dataset.meta.episodes:
+                    frames[e.from_frame : e.to_frame] = dataset.read_frames(
+                        key, np.arange(e.from_frame, e.to_frame)
+                    )
+                    bar.update(e.length)
+            else:
+                _decode_camera(dataset, key, frames, bar)
+            frames.flush()
+            del frames
+            shapes[key] = [n, h, w, c]
+        bar.close()
+        (tmp / "meta.json").write_text(json.dumps({"root": str(dataset.root), "shapes": shapes}))
+        if folder.exists():  # another process finished first; keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        os.replace(tmp, folder)
+        log.info("frame cache for %s built at %s", dataset.root, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _decode_camera(dataset: LeRobotDataset, key: str, frames: np.ndarray, bar) -> None:
+    """Decode each video file of camera `key` front to back, placing every frame at its row."""
+    rows = np.arange(dataset.meta.total_frames)
+    eps, times = dataset.video_times(key, rows)
+    by_file: dict[Path, list[int]] = {}
+    for row, e in zip(rows, eps, strict=False):
+        by_file.setdefault(e.videos[key].path, []).append(int(row))
+    tol = max(dataset.tolerance_s, 1e-4)
+    for path, file_rows in by_file.items():
+        want = times[file_rows]  # (n,) presentation times in this file, ascending within the file
+        order = np.argsort(want, kind="stable")
+        sorted_t, sorted_rows = want[order], np.asarray(file_rows)[order]
+        filled = np.zeros(len(sorted_t), dtype=bool)
+        for t, image in iter_frames(path):
+            j = int(np.searchsorted(sorted_t, t - tol))
+            while j < len(sorted_t) and abs(sorted_t[j] - t) <= tol:
+                frames[sorted_rows[j]] = image
+                filled[j] = True
+                j += 1
+            bar.update(1)
+        if not filled.all():
+            first = int(np.argmin(filled))
+            row = int(sorted_rows[first])
+            e = eps[row]
+            raise VideoDecodeError(
+                f"{path}: episode {e.index}, column {key!r}: no frame at t={sorted_t[first]:.6f}s "
+                f"(row {row}; {int((~filled).sum())} frames missing)"
+            )
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="frame", leave=False)

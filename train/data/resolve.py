@@ -1,0 +1,105 @@
+"""Finding a dataset by id or path: `resolve_dataset("pusht")` -> the root folder of a LeRobot dataset.
+
+Order: an explicit path; `$HF_LEROBOT_HOME/<repo_id>` (default `~/.cache/huggingface/lerobot/<repo_id>`, where
+LeRobot users already keep their datasets); an offline mirror folder (`mirror=` or `$EDGEACT_DATASET_MIRROR`)
+that
+holds either `<repo_id>/` as a LeRobot folder or a known source file (PushT's diffusion-policy zarr) imported
+once
+into the cache; a download with `huggingface_hub` when it is installed and the machine is online; else
+DatasetNotFoundError saying how to get the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .errors import DatasetError, DatasetNotFoundError
+
+log = logging.getLogger(__name__)
+
+ALIASES = {"pusht": "lerobot/pusht"}
+# Mirror files that can stand in for a hub dataset, and how to import them.
+MIRROR_SOURCES = {"lerobot/pusht": "pusht_cchi_v7_replay.zarr"}
+
+
+def lerobot_home() -> Path:
+    env = os.environ.get("HF_LEROBOT_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "huggingface" / "lerobot"
+
+
+def _is_dataset(path: Path) -> bool:
+    return (path / "meta" / "info.json").is_file()
+
+
+def resolve_dataset(name_or_path: str | os.PathLike, *, mirror: str | os.PathLike | None = None) -> Path:
+    """The root of a local LeRobot dataset for a path, an id such as `lerobot/pusht`, or an alias
+    (`pusht`)."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not _is_dataset(path):
+            raise DatasetNotFoundError(f"{path}: exists but is not a LeRobot dataset (no meta/info.json)")
+        return path
+    if text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise DatasetNotFoundError(f"{path}: no such dataset folder")
+    repo_id = ALIASES.get(text, text)
+    cached = lerobot_home() / repo_id
+    if _is_dataset(cached):
+        return cached
+    mirror_dir = mirror if mirror is not None else os.environ.get("EDGEACT_DATASET_MIRROR") or None
+    if mirror_dir:
+        found = _from_mirror(repo_id, Path(mirror_dir).expanduser(), cached)
+        if found is not None:
+            return found
+    downloaded = _from_hub(repo_id, cached)
+    if downloaded is not None:
+        return downloaded
+    hint = (
+        f" or `edgeact-dataset import {MIRROR_SOURCES[repo_id]} {cached}`"
+        if repo_id in MIRROR_SOURCES
+        else ""
+    )
+    raise DatasetNotFoundError(
+        f"dataset {text!r} ({repo_id}) not found: looked in {cached}"
+        + (f" and the mirror {mirror_dir}" if mirror_dir else "")
+        + ". Put a LeRobot folder there, set EDGEACT_DATASET_MIRROR to a folder holding it"
+        + hint
+        + ", or install huggingface_hub and go online."
+    )
+
+
+def _from_mirror(repo_id: str, mirror: Path, cached: Path) -> Path | None:
+    for candidate in (mirror / repo_id, mirror / repo_id.split("/")[-1]):
+        if _is_dataset(candidate):
+            return candidate
+    source = MIRROR_SOURCES.get(repo_id)
+    if source is None or not (mirror / source).exists():
+        return None
+    from .zarr_import import import_diffusion_policy_zarr
+
+    log.info("importing %s from the mirror into %s (once)", mirror / source, cached)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import_diffusion_policy_zarr(mirror / source, cached)
+    except DatasetError:
+        if _is_dataset(cached):  # a concurrent import won the race
+            return cached
+        raise
+    return cached
+
+
+def _from_hub(repo_id: str, cached: Path) -> Path | None:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        snapshot_download(repo_id, repo_type="dataset", local_dir=cached)
+    except Exception as err:  # offline, unknown repo, auth: all mean "not available from the hub"
+        log.info("could not download %s: %s", repo_id, err)
+        return None
+    return cached if _is_dataset(cached) else None
