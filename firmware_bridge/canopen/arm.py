@@ -1,0 +1,344 @@
+"""An arm of CiA 402 drives in cyclic synchronous position mode (CSP) on one CAN bus.
+
+Bring-up (`connect`), per drive with the `canopen` library: NMT pre-operational; SDO configuration (heartbeat
+producer 0x1017, communication cycle 0x1006, interpolation period 0x60C2, mode 8 = CSP in 0x6060, checked in
+0x6061); PDO mapping (RPDO1 = controlword + target position, TPDO1 = statusword + position actual, both on
+every SYNC); heartbeat consumer and EMCY handlers; NMT start; target := actual; then the 402 state machine
+(fault reset if needed) to Operation Enabled through SDO writes of the controlword.
+
+Each tick (`step`): one RPDO per drive with the target, one SYNC, then wait (bounded) for every drive's TPDO.
+A heartbeat older than the consumer time, an EMCY, a Fault statusword, a drive leaving Operation Enabled,
+or missing feedback for `max_missed_feedback` ticks triggers `safe_stop`: RPDO hold at the last actual
+position, wait `hold_s`, then disable voltage (controlword 0x00) if configured; nothing is sent after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from edgeact.firmware_bridge.canopen import cia402
+from edgeact.firmware_bridge.canopen import od as cod
+from edgeact.firmware_bridge.config import CanArmConfig
+from edgeact.firmware_bridge.dynamixel.arm import ArmState
+from edgeact.firmware_bridge.errors import (
+    BridgeError,
+    BusStoppedError,
+    CommTimeoutError,
+    DriveFaultError,
+    EmergencyError,
+    HeartbeatLostError,
+    InvalidCommandError,
+    SdoConfigError,
+    TransportError,
+)
+from edgeact.firmware_bridge.safety import StopReason, StopRecord, parse_reason
+from edgeact.firmware_bridge.transport import open_can_bus
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ArmState", "CanArm"]
+
+
+@dataclass
+class _Feedback:
+    statusword: int = 0
+    position: int = 0
+    seq: int = -1
+    heartbeat: float = 0.0
+    nmt_state: int = -1
+    emcy: EmergencyError | None = None
+    missed: int = 0
+
+
+class CanArm:
+    """CiA 402 drives streamed in CSP. Call `connect`, then `step(targets)` once per tick (control thread)."""
+
+    def __init__(self, config: CanArmConfig) -> None:
+        self.config = config
+        self.network: Any = None
+        self.nodes: dict[int, Any] = {}
+        j = config.joints
+        self._ids = config.node_ids
+        self._cpr = np.array([x.counts_per_rad for x in j])
+        self._zero = np.array([x.zero_counts for x in j], dtype=np.float64)
+        self._lower = np.array([x.lower for x in j])
+        self._upper = np.array([x.upper for x in j])
+        self._fb = {i: _Feedback() for i in self._ids}
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._arrived = 0
+        self.state: ArmState | None = None
+        self.last_command: np.ndarray | None = None
+        self.stop_record: StopRecord | None = None
+        self.tick = 0
+        self._connected = False
+
+    @property
+    def device(self) -> str:
+        return f"{self.config.interface}:{self.config.channel}"
+
+    def to_counts(self, radians: np.ndarray) -> np.ndarray:
+        return np.rint(self._zero + self._cpr * radians).astype(np.int64)
+
+    def from_counts(self, counts: np.ndarray) -> np.ndarray:
+        return (np.asarray(counts, dtype=np.float64) - self._zero) / self._cpr
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    # --- listeners (the network's notifier thread) ------------------------------------------------------
+    def _on_heartbeat(self, can_id: int, data: bytes, _ts: float) -> None:
+        fb = self._fb[can_id - cod.HEARTBEAT_BASE]
+        fb.heartbeat = time.monotonic()
+        fb.nmt_state = data[0] & 0x7F if data else -1
+
+    def _on_emcy(self, can_id: int, data: bytes, _ts: float) -> None:
+        node_id = can_id - cod.EMCY_BASE
+        code, register = int.from_bytes(data[0:2], "little"), data[2] if len(data) > 2 else 0
+        if code:  # code 0 = error reset / no error
+            self._fb[node_id].emcy = EmergencyError(
+                f"drive {node_id} on {self.device} sent EMCY 0x{code:04X} (error register 0x{register:02X})",
+                node_id=node_id,
+                code=code,
+                register=register,
+            )
+
+    def _on_tpdo(self, can_id: int, data: bytes, _ts: float) -> None:
+        node_id = can_id - cod.TPDO1_BASE
+        statusword, position = cod.TPDO1.unpack(bytes(data))
+        with self._cond:
+            fb = self._fb[node_id]
+            if fb.seq != self._seq:
+                self._arrived += 1
+            fb.statusword, fb.position, fb.seq = statusword, position, self._seq
+            if self._arrived >= len(self._ids):
+                self._cond.notify()
+
+    # --- bring-up ---------------------------------------------------------------------------------------
+    def connect(self) -> ArmState:
+        canopen = cia402.import_canopen()
+        cfg = self.config
+        bus = open_can_bus(cfg.interface, cfg.channel, cfg.bitrate)
+        self.network = canopen.Network(bus)
+        self.network.connect()
+        try:
+            for node_id in self._ids:
+                node = canopen.RemoteNode(node_id, cod.make_cia402_od(node_id))
+                node.sdo.RESPONSE_TIMEOUT = cfg.sdo_timeout_s
+                self.network.add_node(node)
+                self.nodes[node_id] = node
+                self.network.subscribe(cod.HEARTBEAT_BASE + node_id, self._on_heartbeat)
+                self.network.subscribe(cod.EMCY_BASE + node_id, self._on_emcy)
+                self.network.subscribe(cod.TPDO1_BASE + node_id, self._on_tpdo)
+            for node_id in self._ids:
+                self._configure(node_id)
+            for node_id in self._ids:
+                self.nodes[node_id].nmt.send_command(0x01)  # NMT start: operational
+            self._wait_heartbeats()
+            for node_id in self._ids:
+                self._enable(node_id)
+        except (BridgeError, canopen.SdoCommunicationError, canopen.SdoAbortedError) as err:
+            self._shutdown_network()
+            if isinstance(err, BridgeError):
+                raise
+            raise SdoConfigError(f"bring-up of the drives on {self.device} failed: {err}") from err
+        counts = np.array([self._fb[i].position for i in self._ids])
+        self.state = ArmState(self.from_counts(counts), np.zeros(len(self._ids)), time.monotonic(), 0)
+        self.last_command = self.state.positions.copy()
+        self._connected = True
+        log.info("%s: %d drives in CSP, Operation Enabled on %s", cfg.name, len(self._ids), self.device)
+        return self.state
+
+    def _configure(self, node_id: int) -> None:
+        cfg, node = self.config, self.nodes[node_id]
+        node.nmt.send_command(0x80)  # NMT pre-operational: SDO and configuration only
+        sdo = node.sdo
+        sdo[cod.HEARTBEAT_PRODUCER].raw = cfg.heartbeat_producer_ms
+        period_us = round(1e6 / cfg.fps)
+        sdo[cod.COMM_CYCLE_PERIOD].raw = period_us
+        if period_us % 1000 == 0 and period_us // 1000 < 256:
+            sdo[cod.INTERPOLATION_PERIOD][1].raw = period_us // 1000
+            sdo[cod.INTERPOLATION_PERIOD][2].raw = -3
+        sdo[cod.MODES_OF_OPERATION].raw = cod.MODE_CSP
+        mode = sdo[cod.MODES_DISPLAY].raw
+        if mode != cod.MODE_CSP:
+            raise SdoConfigError(
+                f"drive {node_id} on {self.device} reports mode {mode}, not CSP (8)", node_id=node_id
+            )
+        for pdo, base, layout in (
+            (node.rpdo[1], cod.RPDO1_BASE, cod.RPDO1_MAPPING),
+            (node.tpdo[1], cod.TPDO1_BASE, cod.TPDO1_MAPPING),
+        ):
+            pdo.clear()
+            for index, sub, _bits in layout:
+                pdo.add_variable(index, sub)
+            pdo.cob_id = base + node_id
+            pdo.trans_type = cod.SYNC_TRANSMISSION
+            pdo.enabled = True
+            pdo.save()
+
+    def _wait_heartbeats(self) -> None:
+        deadline = time.monotonic() + max(1.0, 5 * self.config.heartbeat_producer_ms / 1000)
+        while time.monotonic() < deadline:
+            if all(fb.nmt_state == 5 for fb in self._fb.values()):  # 5 = operational
+                return
+            time.sleep(0.005)
+        silent = [i for i, fb in self._fb.items() if fb.nmt_state != 5]
+        raise HeartbeatLostError(
+            f"drive(s) {silent} on {self.device} sent no operational heartbeat", node_id=silent[0]
+        )
+
+    def _enable(self, node_id: int) -> None:
+        """Target := actual, then walk the 402 state machine to Operation Enabled (fault reset if needed)."""
+        sdo = self.nodes[node_id].sdo
+        actual = sdo[cod.POSITION_ACTUAL].raw
+        sdo[cod.TARGET_POSITION].raw = actual
+        self._fb[node_id].position = actual
+        self._fb[node_id].emcy = None  # an EMCY from before the reset is history
+        deadline = time.monotonic() + self.config.enable_timeout_s
+        cw = 0
+        while True:
+            state = cia402.decode_statusword(sdo[cod.STATUSWORD].raw)
+            if state is cia402.State.OPERATION_ENABLED:
+                return
+            if time.monotonic() > deadline:
+                raise DriveFaultError(
+                    f"drive {node_id} on {self.device} stuck in {state.value} (want Operation Enabled)",
+                    node_id=node_id,
+                )
+            cw = cia402.controlword_toward_enabled(state, cw)
+            sdo[cod.CONTROLWORD].raw = cw
+
+    # --- the tick ---------------------------------------------------------------------------------------
+    def clamp(self, targets: np.ndarray) -> np.ndarray:
+        out = np.clip(targets, self._lower, self._upper)
+        if self.config.max_step is not None and self.last_command is not None:
+            step = self.config.max_step
+            out = np.clip(out, self.last_command - step, self.last_command + step)
+        return out
+
+    def _send_cyclic(self, controlword: int, counts: np.ndarray) -> None:
+        send = self.network.send_message
+        for node_id, target in zip(self._ids, counts.tolist(), strict=True):
+            send(cod.RPDO1_BASE + node_id, cod.RPDO1.pack(controlword, target))
+        send(cod.SYNC_ID, b"")
+
+    def _health(self, now: float) -> None:
+        """Raise for an EMCY or a heartbeat older than the consumer time."""
+        for node_id, fb in self._fb.items():
+            if fb.emcy is not None:
+                raise fb.emcy
+            if now - fb.heartbeat > self.config.heartbeat_timeout_s:
+                raise HeartbeatLostError(
+                    f"no heartbeat from drive {node_id} on {self.device} for {now - fb.heartbeat:.3f} s",
+                    node_id=node_id,
+                )
+
+    def _collect(self) -> np.ndarray:
+        """Feedback of this tick's SYNC; raises on faults or on too many missed TPDOs."""
+        now = time.monotonic()
+        for node_id, fb in self._fb.items():
+            if fb.seq != self._seq:
+                fb.missed += 1
+                if fb.missed >= self.config.max_missed_feedback:
+                    stale = now - fb.heartbeat > 1.5 * self.config.heartbeat_producer_ms / 1000
+                    cls = HeartbeatLostError if stale else CommTimeoutError
+                    msg = f"drive {node_id} on {self.device} sent no TPDO for {fb.missed} SYNCs"
+                    raise cls(msg + (" and its heartbeat stopped" if stale else ""), node_id=node_id)
+                continue
+            fb.missed = 0
+            state = cia402.decode_statusword(fb.statusword)
+            if state is not cia402.State.OPERATION_ENABLED:
+                if fb.emcy is not None:
+                    raise fb.emcy
+                raise DriveFaultError(
+                    f"drive {node_id} on {self.device} is in {state.value}", node_id=node_id
+                )
+        return np.array([self._fb[i].position for i in self._ids])
+
+    def step(self, targets: np.ndarray) -> ArmState:
+        """One tick: RPDO targets, SYNC, TPDO feedback. Raises after a safe stop on any fault."""
+        if self.stop_record is not None:
+            raise BusStoppedError(
+                f"{self.config.name} on {self.device} is stopped ({self.stop_record.reason.value})"
+            )
+        if not self._connected:
+            raise TransportError(f"{self.config.name} on {self.device} is not connected")
+        self.tick += 1
+        targets = np.asarray(targets, dtype=np.float64).reshape(-1)
+        if targets.shape != self._cpr.shape or not np.all(np.isfinite(targets)):
+            err = InvalidCommandError(f"{self.config.name}: bad command {targets.tolist()}")
+            self.safe_stop(StopReason.NAN, str(err))
+            raise err
+        try:
+            self._health(time.monotonic())
+            command = self.clamp(targets)
+            with self._cond:
+                self._seq += 1
+                self._arrived = 0
+            self._send_cyclic(cia402.CW_ENABLE_OPERATION, self.to_counts(command))
+            with self._cond:
+                self._cond.wait_for(lambda: self._arrived >= len(self._ids), self.config.feedback_timeout_s)
+            counts = self._collect()
+        except BridgeError as err:
+            self.safe_stop(_reason_for(err), str(err))
+            raise
+        except Exception as err:  # python-can send errors
+            self.safe_stop(StopReason.COMM_LOSS, str(err))
+            raise TransportError(f"CAN bus {self.device}: {err}") from err
+        self.last_command = command
+        self.state = ArmState(self.from_counts(counts), np.zeros(len(self._ids)), time.monotonic(), self.tick)
+        return self.state
+
+    # --- stopping ---------------------------------------------------------------------------------------
+    def safe_stop(self, reason: StopReason | str, detail: str = "") -> StopRecord:
+        """Hold at the last actual position, wait `hold_s`, disable voltage if configured. Idempotent."""
+        if self.stop_record is not None:
+            return self.stop_record
+        why = parse_reason(reason)
+        self.stop_record = StopRecord(why, detail or str(reason), self.tick, time.monotonic())
+        (log.error if why.is_fault else log.info)(
+            "%s: safe stop (%s) %s", self.config.name, why.value, detail
+        )
+        if not self._connected:
+            return self.stop_record
+        hold = np.array([self._fb[i].position for i in self._ids])
+        try:
+            self._send_cyclic(cia402.CW_ENABLE_OPERATION, hold)
+            if self.config.hold_s:
+                time.sleep(self.config.hold_s)
+            if self.config.torque_off_on_stop:
+                self._send_cyclic(cia402.CW_DISABLE_VOLTAGE, hold)
+        except Exception as err:
+            log.error("%s: safe stop could not reach %s: %s", self.config.name, self.device, err)
+        return self.stop_record
+
+    def _shutdown_network(self) -> None:
+        if self.network is not None:
+            try:
+                self.network.disconnect()
+            except Exception as err:  # a bus that already failed
+                log.warning("closing %s: %s", self.device, err)
+            self.network = None
+
+    def disconnect(self) -> None:
+        if self._connected and self.stop_record is None:
+            self.safe_stop(StopReason.END, "disconnect")
+        self._connected = False
+        self._shutdown_network()
+
+
+def _reason_for(err: BridgeError) -> StopReason:
+    if isinstance(err, HeartbeatLostError):
+        return StopReason.HEARTBEAT_LOSS
+    if isinstance(err, (EmergencyError, DriveFaultError)):
+        return StopReason.EMCY
+    if isinstance(err, (CommTimeoutError, TransportError)):
+        return StopReason.COMM_LOSS
+    return StopReason.ERROR
