@@ -1,0 +1,320 @@
+"""Training checkpoints: writing them atomically, reading them for resume, export and evaluation.
+
+Layout (docs/design.md "Checkpoint"), all without pickle:
+
+    OUTPUT/checkpoints/<step:06d>/model.safetensors    weights and normalization buffers
+    OUTPUT/checkpoints/<step:06d>/config.json          schema_version, policy, dataset, train, code_version
+    .../<step:06d>/training_state/state.safetensors    optimizer moments, RNG states
+    .../<step:06d>/training_state/state.json           step, optimizer groups, scheduler, RNG (JSON)
+    OUTPUT/checkpoints/last -> <step:06d>              symlink, replaced atomically
+
+A step folder is written under a temporary name and renamed into place, so `last` only ever names a complete
+one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from edgeact.train.train_config import TrainError, build_dataclass, json_safe
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+STATE_DIR = "training_state"
+LAST = "last"
+
+
+class CheckpointError(TrainError):
+    """A checkpoint is missing, incomplete, or from another schema version."""
+
+
+def code_version() -> str:
+    try:
+        return metadata.version("edgeact")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def checkpoints_dir(output: str | Path) -> Path:
+    return Path(output) / "checkpoints"
+
+
+def step_dir_name(step: int) -> str:
+    return f"{step:06d}"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str] | None = None) -> None:
+    # safetensors refuses tensors sharing storage; copies make each entry independent and contiguous.
+    seen: set[int] = set()
+    out = {}
+    for name, t in tensors.items():
+        t = t.detach().cpu()
+        ptr = t.untyped_storage().data_ptr() if t.numel() else -1
+        out[name] = t.clone().contiguous() if ptr in seen or not t.is_contiguous() else t
+        seen.add(ptr)
+    save_file(out, str(path), metadata=meta)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+# ------------------------------------------------------------------------------------------ training state
+def optimizer_state_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state as safetensors entries `optimizer.<param>.<name>` plus JSON (groups, scalars)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, state in sd["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{pid}.{name}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": json_safe(sd["param_groups"]), "scalars": json_safe(scalars)}
+
+
+def optimizer_state_unflat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, values in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    groups = []
+    for g in meta["param_groups"]:
+        g = dict(g)
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": state, "param_groups": groups}
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return tensors, {
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def restore_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    n = meta["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
+    p = meta["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+def save_checkpoint(
+    output: str | Path,
+    step: int,
+    *,
+    policy: torch.nn.Module,
+    config: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    keep: int = 0,
+) -> Path:
+    """Write `OUTPUT/checkpoints/<step>` atomically and point `last` at it; returns the step folder.
+
+    `config` is the checkpoint's config.json minus `schema_version`/`code_version` (added here):
+    `{"policy": ..., "dataset": {...}, "train": {...}}`.
+    """
+    root = checkpoints_dir(output)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / step_dir_name(step)
+    tmp = root / f".tmp-{step_dir_name(step)}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / STATE_DIR).mkdir(parents=True)
+    try:
+        _save_tensors(
+            policy.state_dict(), tmp / MODEL_FILE, {"format": "pt", "schema_version": str(SCHEMA_VERSION)}
+        )
+        doc = {"schema_version": SCHEMA_VERSION, **config, "code_version": code_version(), "step": step}
+        _write_json(tmp / CONFIG_FILE, json_safe(doc))
+        tensors, rng_meta = rng_state()
+        state: dict[str, Any] = {"step": step, "rng": rng_meta}
+        if optimizer is not None:
+            opt_tensors, opt_meta = optimizer_state_flat(optimizer)
+            tensors.update(opt_tensors)
+            state["optimizer"] = opt_meta
+        if scheduler is not None:
+            state["scheduler"] = json_safe(scheduler.state_dict())
+        _save_tensors(tensors, tmp / STATE_DIR / "state.safetensors")
+        _write_json(tmp / STATE_DIR / "state.json", state)
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _point_last(root, final.name)
+    if keep > 0:
+        _prune(root, keep)
+    log.info("saved checkpoint %s", final)
+    return final
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    if dst.exists():
+        old = dst.with_name(f".old-{dst.name}-{os.getpid()}")
+        os.rename(dst, old)
+        os.rename(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(src, dst)
+    fd = os.open(dst.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _point_last(root: Path, name: str) -> None:
+    tmp_link = root / f".{LAST}-{os.getpid()}"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    os.symlink(name, tmp_link)  # relative: the run folder can move
+    os.replace(tmp_link, root / LAST)
+
+
+def _prune(root: Path, keep: int) -> None:
+    steps = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name.isdigit())
+    current = (root / LAST).resolve()
+    for p in steps[:-keep]:
+        if p.resolve() != current:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A step folder from a step folder, a `last` link, or a run folder (`RUN/checkpoints/last`)."""
+    p = Path(path)
+    for cand in (p, p / LAST, p / "checkpoints" / LAST):
+        if (cand / CONFIG_FILE).is_file() and (cand / MODEL_FILE).is_file():
+            return cand.resolve()
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint")
+    raise CheckpointError(
+        f"{p}: not a checkpoint (expected {CONFIG_FILE} and {MODEL_FILE} in it, in {p}/{LAST} "
+        f"or in {p}/checkpoints/{LAST})"
+    )
+
+
+def read_config(ckpt: str | Path) -> dict[str, Any]:
+    """The checkpoint's config.json, checked for the schema version this code reads."""
+    path = resolve_checkpoint(ckpt) / CONFIG_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable checkpoint config: {err}") from err
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if version != SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint schema_version {version!r}, but this edgeact ({code_version()}) reads "
+            f"schema_version {SCHEMA_VERSION}; re-export it with the edgeact version that wrote it "
+            f"(code_version {doc.get('code_version', 'unknown') if isinstance(doc, dict) else 'unknown'})"
+        )
+    for key in ("policy", "dataset", "train"):
+        if key not in doc:
+            raise CheckpointError(f"{path}: missing section {key!r}")
+    return doc
+
+
+def load_weights(policy: torch.nn.Module, ckpt: str | Path) -> None:
+    path = resolve_checkpoint(ckpt) / MODEL_FILE
+    try:
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(f"{path}: cannot read weights: {err}") from err
+    missing, unexpected = policy.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit the policy: missing {missing}, unexpected {unexpected}"
+        )
+
+
+def load_policy(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The trained `ACTPolicy` (eval mode) and the checkpoint's config dict, from a step/`last`/run folder."""
+    from edgeact.train.config import ACTConfig
+    from edgeact.train.model import ACTPolicy
+
+    ckpt = resolve_checkpoint(path)
+    doc = read_config(ckpt)
+    try:
+        cfg = build_dataclass(ACTConfig, doc["policy"], "policy.")
+    except ValueError as err:
+        raise CheckpointError(f"{ckpt / CONFIG_FILE}: {err}") from err
+    policy = ACTPolicy(cfg, doc["dataset"]["features"], doc["dataset"]["stats"])
+    load_weights(policy, ckpt)
+    policy.to(device).eval()
+    return policy, doc
+
+
+def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each moment tensor its parameter's memory layout (channels-last conv weights): the fused and
+    foreach AdamW kernels walk parameter and moments as the same flat buffer."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for name, value in state.items():
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.shape == p.shape
+                    and value.stride() != p.stride()
+                ):
+                    state[name] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+def load_training_state(
+    ckpt: str | Path, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None
+) -> int:
+    """Restore optimizer, scheduler and RNG state in place; returns the step the checkpoint was taken at."""
+    folder = resolve_checkpoint(ckpt) / STATE_DIR
+    try:
+        meta = json.loads((folder / "state.json").read_text())
+        tensors = load_file(str(folder / "state.safetensors"))
+    except (OSError, json.JSONDecodeError, SafetensorError) as err:
+        raise CheckpointError(f"{folder}: cannot read the training state: {err}") from err
+    if optimizer is not None:
+        if "optimizer" not in meta:
+            raise CheckpointError(f"{folder}: no optimizer state saved")
+        try:
+            optimizer.load_state_dict(optimizer_state_unflat(tensors, meta["optimizer"]))
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"{folder}: optimizer state does not fit: {err}") from err
+        _match_param_layout(optimizer)
+    if scheduler is not None and "scheduler" in meta:
+        scheduler.load_state_dict(meta["scheduler"])
+    restore_rng_state(tensors, meta["rng"])
+    return int(meta["step"])
