@@ -120,6 +120,11 @@ class DynamixelArmConfig:
                 self.bus_watchdog_s,
                 f"must cover at least two ticks at {self.fps} Hz",
             )
+        if self.bus_watchdog_s and self.bus_watchdog_s <= 2 * self.timeout_s:
+            # a retry follows a timeout plus an equal drain time: it must not trip the servos' watchdog
+            _fail(
+                owner, "bus_watchdog_s", self.bus_watchdog_s, f"must exceed 2 x timeout_s ({self.timeout_s})"
+            )
         if self.max_step is not None and self.max_step <= 0:
             _fail(owner, "max_step", self.max_step, "must be positive or null")
         if self.hold_s < 0:

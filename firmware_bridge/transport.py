@@ -56,6 +56,7 @@ class SerialTransport:
         self._ser: Any = None
         self.tx_bytes = 0
         self.rx_bytes = 0
+        self.last_write = 0.0  # time.monotonic() of the last write (the servos' bus watchdog restarts then)
 
     @property
     def is_open(self) -> bool:
@@ -93,6 +94,7 @@ class SerialTransport:
         except Exception as err:  # pyserial raises SerialException/SerialTimeoutException/OSError
             raise TransportError(f"write of {len(data)} bytes to {self.port} failed: {err}") from err
         self.tx_bytes += len(data)
+        self.last_write = time.monotonic()
 
     def read_exact(self, n: int, deadline: float) -> bytes:
         """Up to `n` bytes, returning early (short) only when `deadline` (time.monotonic) passes."""

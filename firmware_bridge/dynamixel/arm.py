@@ -80,7 +80,6 @@ class DynamixelArm:
         self._present_counts: dict[int, int] = {}
         self._connected = False
         self._watchdog_armed = False
-        self._last_ok = 0.0
 
     # --- units -------------------------------------------------------------------------------------
     def to_counts(self, values: np.ndarray) -> np.ndarray:
@@ -119,7 +118,6 @@ class DynamixelArm:
         self.state = state
         self.last_command = state.positions.copy()
         self._connected = True
-        self._last_ok = time.monotonic()
         log.info(
             "%s: %d servos on %s torqued on in mode %d",
             cfg.name,
@@ -189,9 +187,10 @@ class DynamixelArm:
             self.safe_stop(StopReason.NAN, str(err))
             raise err
         now = time.monotonic()
-        if self._watchdog_armed and now - self._last_ok > self.config.bus_watchdog_s:
+        silent = now - self.bus.transport.last_write
+        if self._watchdog_armed and silent > self.config.bus_watchdog_s:
             err = BusWatchdogExpiredError(
-                f"host silent for {now - self._last_ok:.3f} s > bus watchdog {self.config.bus_watchdog_s} s "
+                f"host silent for {silent:.3f} s > bus watchdog {self.config.bus_watchdog_s} s "
                 f"on {self.config.port}: the servos have stopped"
             )
             self.safe_stop(StopReason.BUS_WATCHDOG, str(err))
@@ -214,7 +213,6 @@ class DynamixelArm:
             raise
         self.last_command = command
         self.state = state
-        self._last_ok = state.timestamp
         return state
 
     # --- stopping ----------------------------------------------------------------------------------

@@ -96,6 +96,12 @@ class DynamixelBus:
                 return pkt
             log.debug("skipping stale packet %s on %s while waiting for id %d", pkt, self.device, motor_id)
 
+    def _drain(self) -> None:
+        """After a timeout, swallow whatever arrives for one more timeout: a late reply to the timed-out
+        instruction must not be taken for the answer to the retry (Protocol 2.0 has no sequence numbers)."""
+        if self.retries:
+            self.transport.read_exact(1 << 16, time.monotonic() + self.timeout_s)
+
     def _attempts(self, what: str) -> Iterable[int]:
         """Yield attempt numbers; the caller breaks on success. Logs retries."""
         for attempt in range(self.retries + 1):
@@ -112,7 +118,11 @@ class DynamixelBus:
             self.transport.write(frame)
             try:
                 pkt = self._expect(motor_id)
-            except (CommTimeoutError, CRCMismatchError, PacketError) as err:
+            except CommTimeoutError as err:
+                last = err
+                self._drain()
+                continue
+            except (CRCMismatchError, PacketError) as err:
                 last = err
                 continue
             check_status(pkt, self.device, allow_alert=allow_alert)
@@ -167,7 +177,11 @@ class DynamixelBus:
             self.transport.write(frame)
             try:
                 packets = [self._expect(i) for i in ids]
-            except (CommTimeoutError, CRCMismatchError, PacketError) as err:
+            except CommTimeoutError as err:
+                last = err
+                self._drain()
+                continue
+            except (CRCMismatchError, PacketError) as err:
                 last = err
                 continue
             for pkt in packets:

@@ -183,6 +183,7 @@ class DynamixelChainEmulator:
         self.late_reply_s = late_reply_s
         self._faults: dict[tuple[Fault, int], int | None] = {}
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._pty: PtyPair | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -284,12 +285,23 @@ class DynamixelChainEmulator:
             for packet in self._parser.feed(data):
                 self.rx_packets += 1
                 self.log.append(packet)
-                replies = self._handle(packet)
-                for delay, frame in replies:
-                    if delay:
-                        time.sleep(delay)
-                    os.write(fd, frame)
-                    self.tx_bytes += len(frame)
+                for delay, frame in self._handle(packet):
+                    if delay:  # a late reply must not block the other servos on the line
+                        timer = threading.Timer(delay, self._send, (fd, frame))
+                        timer.daemon = True
+                        timer.start()
+                    else:
+                        self._send(fd, frame)
+
+    def _send(self, fd: int, frame: bytes) -> None:
+        with self._write_lock:
+            if self._stop.is_set():
+                return
+            try:
+                os.write(fd, frame)
+            except OSError:
+                return
+            self.tx_bytes += len(frame)
 
     def _handle(self, pkt: p.Packet) -> list[tuple[float, bytes]]:
         now = time.monotonic()

@@ -136,7 +136,7 @@ def test_hold_without_torque_off(widowx_emulator):
 
 def test_host_stall_longer_than_the_watchdog_stops(widowx_emulator):
     emu, cfg = widowx_emulator
-    arm = DynamixelArm(replace(cfg, bus_watchdog_s=0.06))
+    arm = DynamixelArm(replace(cfg, bus_watchdog_s=0.06, timeout_s=0.02))
     arm.connect()
     arm.step(HOME)
     time.sleep(0.12)
