@@ -1,0 +1,95 @@
+"""Rendering an episode for people: camera frames with the state and action traces drawn under them.
+
+Pure numpy drawing (no GUI toolkit): each output frame is the episode's camera images side by side,
+scaled up by an integer factor, above a plot panel with one trace per state dimension (blue shades) and per
+action dimension (red shades) over the whole episode, each scaled to its own range, and a cursor at the
+current step.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .reader import LeRobotDataset
+from .video import VideoEncoder, VideoSettings
+
+PANEL_H = 96
+
+
+def _traces(values: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, D) values -> integer pixel rows (D, width) scaled per dimension into 0..height-1."""
+    t = len(values)
+    xs = np.linspace(0, t - 1, width).round().astype(int)
+    v = values[xs].T.astype(np.float64)  # (D, width)
+    lo, hi = v.min(axis=1, keepdims=True), v.max(axis=1, keepdims=True)
+    scaled = (v - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return (height - 2 - scaled * (height - 4)).round().astype(int)
+
+
+def _panel(state: np.ndarray | None, action: np.ndarray, width: int) -> np.ndarray:
+    panel = np.full((PANEL_H, width, 3), 255, dtype=np.uint8)
+    groups = [(action, np.array([200, 30, 30]))]
+    if state is not None:
+        groups.insert(0, (state, np.array([30, 60, 200])))
+    cols = np.arange(width)
+    for values, base in groups:
+        rows = _traces(values, width, PANEL_H)
+        for d, row in enumerate(rows):
+            shade = np.clip(base + 40 * d, 0, 255).astype(np.uint8)
+            panel[row, cols] = shade
+            panel[np.clip(row + 1, 0, PANEL_H - 1), cols] = shade
+    return panel
+
+
+def episode_frames(ds: LeRobotDataset, episode: int, *, scale: int | None = None) -> np.ndarray:
+    """uint8 (T, H', W', 3): the cameras side by side, scaled, above the state/action panel with a cursor."""
+    e = next(e for e in ds.meta.episodes if e.index == episode)
+    rows = np.arange(e.from_frame, e.to_frame)
+    cams = [ds.read_frames(k, rows) for k in ds.meta.camera_keys]  # each (T, H, W, 3)
+    if cams:
+        h = max(c.shape[1] for c in cams)
+        cams = [np.pad(c, ((0, 0), (0, h - c.shape[1]), (0, 0), (0, 0))) for c in cams]
+        top = np.concatenate(cams, axis=2)  # (T, H, sum W, 3)
+        k = scale or max(1, 384 // top.shape[2])
+        top = top.repeat(k, axis=1).repeat(k, axis=2)
+    else:
+        top = np.full((e.length, 16, 384, 3), 255, dtype=np.uint8)
+    width = top.shape[2]
+    state = ds.column("observation.state")[rows] if "observation.state" in ds.columns else None
+    panel = _panel(state, ds.column("action")[rows].reshape(e.length, -1), width)
+    out = np.empty((e.length, top.shape[1] + PANEL_H, width, 3), dtype=np.uint8)
+    for t in range(e.length):
+        out[t, : top.shape[1]] = top[t]
+        out[t, top.shape[1] :] = panel
+        x = round(t * (width - 1) / max(e.length - 1, 1))
+        out[t, top.shape[1] :, x] = (0, 0, 0)
+    return out
+
+
+def write_mp4(frames: np.ndarray, path: Path, fps: int) -> None:
+    """Write frames as h264 (even sizes are padded) through the dataset video encoder."""
+    h, w = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
+    frames = np.pad(frames, ((0, 0), (0, h - frames.shape[1]), (0, w - frames.shape[2]), (0, 0)))
+    enc = VideoEncoder(path, fps=fps, height=h, width=w, settings=VideoSettings(codec="h264", gop=30))
+    enc.write(frames)
+    enc.close()
+
+
+def write_png(image: np.ndarray, path: Path) -> None:
+    """One uint8 (H, W, 3) image as PNG through PyAV's encoder."""
+    ctx = av.CodecContext.create("png", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = image.shape[1], image.shape[0], "rgb24"
+    ctx.time_base = Fraction(1, 1)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    packets = list(ctx.encode(frame)) + list(ctx.encode(None))
+    path.write_bytes(b"".join(bytes(p) for p in packets))
+
+
+def strip(frames: np.ndarray, count: int = 8) -> np.ndarray:
+    """`count` evenly spaced frames side by side: uint8 (H, count * W, 3)."""
+    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    return np.concatenate(list(frames[idx]), axis=1)
