@@ -126,6 +126,7 @@ class CanArm:
         cfg = self.config
         bus = open_can_bus(cfg.interface, cfg.channel, cfg.bitrate)
         self.network = canopen.Network(bus)
+        self.network.NOTIFIER_CYCLE = 0.05  # the notifier's recv timeout bounds how long disconnect() takes
         self.network.connect()
         try:
             for node_id in self._ids:

@@ -188,6 +188,7 @@ class DriveRack:
     ) -> None:
         canopen = import_canopen()
         self.network = canopen.Network()
+        self.network.NOTIFIER_CYCLE = 0.05
         self.network.connect(interface=interface, channel=channel, **kwargs)
         self.drives = {i: Cia402DriveEmulator(i, self.network) for i in node_ids}
         for drive in self.drives.values():
