@@ -133,6 +133,10 @@ class ActionExecutor:
         self._last_request = self._t
         return self._t
 
+    def cancel_request(self) -> None:
+        """Async: the inference in flight failed; a new one may start at once."""
+        self._in_flight = False
+
     def push(self, chunk: np.ndarray, origin: int | None = None) -> None:
         """Add a chunk predicted from the observation of tick `origin` (default: the current tick)."""
         cfg = self.config

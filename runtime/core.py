@@ -1,0 +1,445 @@
+"""The Python face of the C++ runtime core (`edgeact.runtime._core`); the API is in docs/runtime.md.
+
+`Policy.load(model)` -> immutable model; `policy.session()` -> one episode's pre -> infer -> ensemble ->
+post; `Loop(session, LoopParams(...))` -> the real-time loop in its own C++ thread. Validation (shapes,
+dtypes, params) happens here, at the boundary, with errors naming the camera, field or file; the C++ side
+returns status codes. On import this module finds the ONNX Runtime library inside the `onnxruntime`
+wheel and hands it to the core.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeact.runtime import _core
+from edgeact.runtime.artifact import ArtifactError, PolicyArtifact, load_artifact, sha256_file
+from edgeact.runtime.ensemble_ref import ExecutionConfig
+
+__all__ = [
+    "Command", "ConfigError", "CoreError", "Loop", "LoopParams", "LoopStats", "ModelLoadError",
+    "ObservationError", "Policy", "PolicyParams", "PostParams", "Session", "Status", "StepTimings",
+    "available_backends", "ort_library_path",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+class CoreError(Exception):
+    """Base of the errors raised by the runtime core."""
+
+
+class ModelLoadError(CoreError):
+    """A model or its sidecar cannot be loaded; the message names the file and the reason."""
+
+
+class ObservationError(CoreError, ValueError):
+    """An observation has the wrong cameras, shapes, dtypes or state size."""
+
+
+class ConfigError(CoreError, ValueError):
+    """Invalid runtime parameters; the message names the field."""
+
+
+class Status(enum.IntEnum):
+    """Per-tick status, mirroring `edgeact::rt::Status`."""
+
+    OK = 0
+    HOLD = 1
+    NO_OBSERVATION = 2
+    BAD_OBSERVATION = 3
+    BAD_OUTPUT = 4
+    BACKEND_ERROR = 5
+    SAFE_STOP = 6
+    INVALID = 7
+
+    @property
+    def is_fault(self) -> bool:
+        return self in (Status.BAD_OBSERVATION, Status.BAD_OUTPUT, Status.BACKEND_ERROR, Status.SAFE_STOP,
+                        Status.INVALID)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------
+# ONNX Runtime: the wheel's library, dlopened by the core once.
+def ort_library_path() -> Path:
+    """The ONNX Runtime shared library: $EDGEACT_ORT_LIBRARY, else the one inside the onnxruntime wheel."""
+    env = os.environ.get("EDGEACT_ORT_LIBRARY")
+    if env:
+        return Path(env)
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("the onnxruntime package is not installed (pip install 'edgeact[runtime]')")
+    capi = Path(next(iter(spec.submodule_search_locations))) / "capi"
+    libs = sorted(capi.glob("libonnxruntime.so*"))
+    if not libs:
+        raise ModelLoadError(f"no libonnxruntime.so* in {capi}")
+    return libs[-1]
+
+
+def _init_onnxruntime() -> None:
+    if not _core.onnxruntime_ready():
+        path = ort_library_path()
+        try:
+            _core.init_onnxruntime(str(path))
+        except RuntimeError as err:
+            raise ModelLoadError(str(err)) from err
+
+
+def available_backends() -> tuple[str, ...]:
+    out = []
+    try:
+        _init_onnxruntime()
+        out.append("onnxruntime")
+    except ModelLoadError:
+        pass
+    if _core.tensorrt_compiled():
+        out.append("tensorrt")
+    return tuple(out)
+
+
+_LEVELS = {10: logging.DEBUG, 20: logging.INFO, 30: logging.WARNING, 40: logging.ERROR}
+_core.set_log_callback(lambda level, msg: log.log(_LEVELS.get(level, logging.INFO), "%s", msg))
+try:
+    _init_onnxruntime()
+except ModelLoadError as _err:  # reported again by Policy.load
+    log.debug("ONNX Runtime not initialised: %s", _err)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parameters.
+@dataclass(frozen=True)
+class PolicyParams:
+    backend: str = "auto"  # "auto" (from the file suffix), "onnxruntime" or "tensorrt"
+    intra_op_threads: int = 1
+    warmup_runs: int = 3
+    verify_sha256: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("auto", "onnxruntime", "tensorrt"):
+            raise ConfigError(f"PolicyParams.backend must be auto/onnxruntime/tensorrt, got {self.backend!r}")
+        for name in ("intra_op_threads", "warmup_runs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"PolicyParams.{name} must be an int >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PostParams:
+    """Post-processing bounds: a float or one value per joint; None = unbounded."""
+
+    lower: Sequence[float] | float | None = None
+    upper: Sequence[float] | float | None = None
+    max_delta: Sequence[float] | float | None = None
+
+
+@dataclass(frozen=True)
+class LoopParams:
+    rate_hz: float = 50.0
+    stale_timeout_s: float = 0.5
+    max_consecutive_overruns: int = 10
+    stop_on_fault: bool = True
+    realtime_priority: int = 0
+    lock_memory: bool = False
+    cpu_affinity: Sequence[int] | None = None
+    timing_capacity: int = 65536
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.rate_hz, (int, float)) and 0 < self.rate_hz <= 100_000):
+            raise ConfigError(f"LoopParams.rate_hz must be in (0, 100000], got {self.rate_hz!r}")
+        if not (isinstance(self.stale_timeout_s, (int, float)) and self.stale_timeout_s > 0):
+            raise ConfigError(f"LoopParams.stale_timeout_s must be > 0, got {self.stale_timeout_s!r}")
+        if not isinstance(self.max_consecutive_overruns, int) or self.max_consecutive_overruns < 0:
+            raise ConfigError(
+                f"LoopParams.max_consecutive_overruns must be >= 0, got {self.max_consecutive_overruns!r}"
+            )
+        if not isinstance(self.realtime_priority, int) or not 0 <= self.realtime_priority <= 99:
+            raise ConfigError(
+                f"LoopParams.realtime_priority must be in [0, 99], got {self.realtime_priority!r}"
+            )
+        if not isinstance(self.timing_capacity, int) or self.timing_capacity < 1:
+            raise ConfigError(f"LoopParams.timing_capacity must be >= 1, got {self.timing_capacity!r}")
+
+
+@dataclass(frozen=True)
+class StepTimings:
+    pre_ns: int
+    infer_ns: int
+    ensemble_ns: int
+    post_ns: int
+
+
+@dataclass(frozen=True)
+class Command:
+    seq: int
+    tick: int
+    values: np.ndarray | None  # (A,) float32, None while there is no safe command
+    status: Status
+    stamp_ns: int
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    ticks: int
+    overruns: int
+    skipped_ticks: int
+    inferences: int
+    holds: int
+    faults: int
+    max_consecutive_overruns: int
+    last_inference_ns: int
+    safe_stopped: bool
+    safe_stop_reason: str
+    realtime_warnings: list[str] = field(default_factory=list)
+
+
+def _per_joint(name: str, value: Any, n: int) -> list[float]:
+    if value is None:
+        return []
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+        raise ConfigError(f"PostParams.{name} must be a finite float or {n} finite values, got {value!r}")
+    return [float(x) for x in arr]
+
+
+# ----------------------------------------------------------------------------------------------------
+class Policy:
+    """An immutable loaded model with its sidecar. Create with `Policy.load`."""
+
+    def __init__(self, model: Any, artifact: PolicyArtifact, backend: str) -> None:
+        self._model, self.artifact, self.backend = model, artifact, backend
+
+    @classmethod
+    def load(cls, model_path: str | os.PathLike[str], params: PolicyParams | None = None) -> Policy:
+        params = params or PolicyParams()
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: model file not found")
+        try:
+            art = load_artifact(path)
+        except ArtifactError as err:
+            raise ModelLoadError(str(err)) from err
+        backend = params.backend
+        if backend == "auto":
+            backend = "tensorrt" if path.suffix == ".engine" else "onnxruntime"
+        if params.verify_sha256 and sha256_file(path) != art.model_sha256:
+            raise ModelLoadError(
+                f"{path}: sha256 differs from {art.path} field 'model_sha256' (corrupt or replaced)"
+            )
+        if backend == "onnxruntime":
+            _init_onnxruntime()
+        mp = _core.ModelParams()
+        mp.backend = _core.BackendKind.TENSORRT if backend == "tensorrt" else _core.BackendKind.ONNXRUNTIME
+        mp.intra_op_threads, mp.warmup_runs = params.intra_op_threads, params.warmup_runs
+        try:
+            model = _core.Model.load(str(path), _model_spec(art), mp)
+        except (RuntimeError, ValueError) as err:
+            raise ModelLoadError(str(err)) from err
+        log.info("loaded %s (%s, chunk %d, %d actions)", path, backend, art.chunk_size, art.action_dim)
+        return cls(model, art, backend)
+
+    cameras = property(lambda self: self.artifact.cameras)
+    state_dim = property(lambda self: self.artifact.state_dim)
+    action_dim = property(lambda self: self.artifact.action_dim)
+    chunk_size = property(lambda self: self.artifact.chunk_size)
+    fps = property(lambda self: self.artifact.fps)
+    state_names = property(lambda self: self.artifact.state_names)
+    action_names = property(lambda self: self.artifact.action_names)
+    execution = property(lambda self: self.artifact.execution)
+
+    def infer(self, images: Mapping[str, np.ndarray], state: np.ndarray) -> np.ndarray:
+        """One raw forward pass (pre-processing + backend) -> float32 (1, k, A). Not the control path."""
+        shapes = {c.name: np.shape(images[c.name])[:2] if c.name in images else None for c in self.cameras}
+        frames, st = _check_observation(self.artifact, images, state, shapes)
+        return self._model.infer(frames, st)
+
+    def session(
+        self,
+        execution: ExecutionConfig | None = None,
+        post: PostParams | None = None,
+        frame_shapes: Mapping[str, tuple[int, int]] | None = None,
+    ) -> Session:
+        return Session(self, execution or self.execution, post or PostParams(), frame_shapes)
+
+
+def _model_spec(art: PolicyArtifact) -> Any:
+    spec = _core.ModelSpec()
+    cams = []
+    for c in art.cameras:
+        ci = _core.CameraInput()
+        ci.name, ci.input_name, ci.height, ci.width, ci.channels = (
+            c.name,
+            c.input_name,
+            c.height,
+            c.width,
+            c.channels,
+        )
+        ci.layout = _core.Layout.NCHW if c.layout == "NCHW" else _core.Layout.NHWC
+        cams.append(ci)
+    spec.cameras = cams
+    spec.state_input, spec.state_dim = art.state_input or "", art.state_dim
+    spec.output_name, spec.chunk_size, spec.action_dim = art.output_name, art.chunk_size, art.action_dim
+    return spec
+
+
+def _check_observation(
+    art: PolicyArtifact, images: Mapping[str, np.ndarray], state: Any, shapes: Mapping[str, Any]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames in camera order (uint8 contiguous (H, W, C)) and the float32 state; raises ObservationError."""
+    frames = []
+    for cam in art.cameras:
+        if cam.name not in images:
+            raise ObservationError(f"observation has no frame for camera {cam.name!r} (got {sorted(images)})")
+        f = images[cam.name]
+        h, w = shapes[cam.name]
+        if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.shape != (h, w, cam.channels):
+            got = f"{getattr(f, 'dtype', type(f).__name__)} {getattr(f, 'shape', '')}"
+            raise ObservationError(
+                f"camera {cam.name!r}: frame must be uint8 ({h}, {w}, {cam.channels}), got {got}"
+            )
+        frames.append(np.ascontiguousarray(f))
+    st = np.ascontiguousarray(np.asarray(state, dtype=np.float32).reshape(-1))
+    if st.shape != (art.state_dim,):
+        raise ObservationError(
+            f"state must have {art.state_dim} values ({list(art.state_names)}), got {st.shape}"
+        )
+    return frames, st
+
+
+class Session:
+    """One episode: ensembler, post-processor and pre-allocated buffers. Create with `policy.session()`."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        execution: ExecutionConfig,
+        post: PostParams,
+        frame_shapes: Mapping[str, tuple[int, int]] | None,
+    ) -> None:
+        art = policy.artifact
+        if (execution.chunk_size, execution.action_dim) != (art.chunk_size, art.action_dim):
+            raise ConfigError(
+                f"execution has chunk_size={execution.chunk_size}, action_dim={execution.action_dim}; "
+                f"the model has {art.chunk_size}, {art.action_dim}"
+            )
+        frame_shapes = dict(frame_shapes or {})
+        unknown = sorted(set(frame_shapes) - {c.name for c in art.cameras})
+        if unknown:
+            raise ConfigError(f"frame_shapes names unknown camera(s) {unknown}")
+        self.frame_shapes = {
+            c.name: tuple(frame_shapes.get(c.name, (c.height, c.width))) for c in art.cameras
+        }
+        self.policy, self.execution, self.post = policy, execution, post
+        ep = _core.ExecutionParams()
+        ep.mode = {
+            "ensemble": _core.ExecMode.ENSEMBLE,
+            "chunk": _core.ExecMode.CHUNK,
+            "async": _core.ExecMode.ASYNC,
+        }[execution.mode]
+        ep.temporal_ensemble_coeff = float(execution.temporal_ensemble_coeff)
+        ep.n_action_steps, ep.latency_ticks = int(execution.n_action_steps or 0), execution.latency_ticks
+        pp = _core.PostParams()
+        a = art.action_dim
+        pp.lower, pp.upper = _per_joint("lower", post.lower, a), _per_joint("upper", post.upper, a)
+        pp.max_delta = _per_joint("max_delta", post.max_delta, a)
+        try:
+            self._s = _core.Session(policy._model, ep, pp, [self.frame_shapes[c.name] for c in art.cameras])
+        except (ValueError, RuntimeError) as err:
+            raise ConfigError(str(err)) from err
+        self.last_timings = StepTimings(0, 0, 0, 0)
+
+    def reset(self, initial_command: np.ndarray | Sequence[float] | None = None) -> None:
+        init = None
+        if initial_command is not None:
+            init = np.ascontiguousarray(np.asarray(initial_command, dtype=np.float32).reshape(-1))
+            if init.shape != (self.policy.action_dim,) or not np.all(np.isfinite(init)):
+                raise ValueError(
+                    f"initial_command must be {self.policy.action_dim} finite values, got {init}"
+                )
+        self._s.reset(init)
+
+    def step(self, images: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray | None, Status]:
+        frames, st = _check_observation(self.policy.artifact, images, state, self.frame_shapes)
+        command, status, tm = self._s.step(frames, st)
+        self.last_timings = StepTimings(*tm)
+        return command, Status(status)
+
+    @property
+    def tick(self) -> int:
+        return self._s.tick
+
+
+class Loop:
+    """The real-time loop around a session (docs/runtime.md). Use as a context manager or start()/stop()."""
+
+    def __init__(self, session: Session, params: LoopParams | None = None) -> None:
+        self.session, self.params = session, params or LoopParams()
+        lp = _core.LoopParams()
+        for name in ("rate_hz", "stale_timeout_s", "max_consecutive_overruns", "stop_on_fault",
+                     "realtime_priority", "lock_memory", "timing_capacity"):  # fmt: skip
+            setattr(lp, name, getattr(self.params, name))
+        lp.cpu_affinity = list(self.params.cpu_affinity or [])
+        self._loop = _core.Loop(session._s, lp)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+    def __enter__(self) -> Loop:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._loop.running
+
+    def post_observation(
+        self, images: Mapping[str, np.ndarray], state: Any, timestamp_ns: int | None = None
+    ) -> None:
+        frames, st = _check_observation(
+            self.session.policy.artifact, images, state, self.session.frame_shapes
+        )
+        stamp = time.monotonic_ns() if timestamp_ns is None else int(timestamp_ns)
+        status = self._loop.post_observation(frames, st, stamp)
+        if status != Status.OK:
+            raise ObservationError(f"observation refused by the loop ({Status(status).name})")
+
+    @staticmethod
+    def _command(t: tuple | None) -> Command | None:
+        if t is None:
+            return None
+        seq, tick, values, status, stamp = t
+        return Command(seq, tick, values, Status(status), stamp)
+
+    def latest_command(self) -> Command | None:
+        return self._command(self._loop.latest_command())
+
+    def wait_command(self, after_seq: int = -1, timeout_s: float = 1.0) -> Command | None:
+        """The newest command with seq > after_seq, waiting up to timeout_s (GIL released); None if none."""
+        return self._command(self._loop.wait_command(int(after_seq), float(timeout_s)))
+
+    def stats(self) -> LoopStats:
+        return LoopStats(**self._loop.stats())
+
+    def timings(self) -> dict[str, np.ndarray]:
+        """Per-stage durations (ns) of the last ticks, oldest first: pre, infer, ensemble, post, write, total,
+        lateness."""
+        return {name: self._loop.timings(i) for i, name in enumerate(_core.STAGES)}
+
+    def jitter_histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._loop.jitter_histogram()
