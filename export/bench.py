@@ -1,0 +1,441 @@
+"""`edgeact-bench`: latency of the C++ runtime against PyTorch eager, on ACT policies at real sizes.
+
+    edgeact-bench [--quick] [--sizes pusht arm] [--json bench.json] [--png bench.png] [--min-speedup X]
+
+For each size it builds an ACT policy with random weights (default ACTConfig: ResNet18, dim 512, chunk 100),
+saves it as a checkpoint and exports it with `export-policy` (the real exporter), then times in one process:
+- the C++ runtime: `Session.step` (pre, infer, ensemble, post and the whole step) on fixed random frames;
+- PyTorch eager on the same weights with the same temporal ensembling (`edgeact.runtime.ensemble_ref`):
+  HWC -> CHW conversion, `predict_chunk` and the ensembler per step;
+- the real-time loop: the PushT policy in async mode ticking at 50 Hz, wake-up lateness (jitter) per tick;
+- RSS and time to first action of a torch-free runtime process (a subprocess that imports only the runtime).
+
+Sizes: `pusht` (one 96x96 camera, state 2, action 2, 10 Hz) and `arm` (two 480x640 cameras, state 7,
+action 7, 50 Hz). Absolute times depend on the machine and its load; the speed-up (eager p50 / runtime p50,
+measured in the same run) is what `--min-speedup` and the CI test check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Floor for the CI check (tests/export/test_bench_ci.py): eager p50 / runtime p50 of the full control step
+# at the PushT size, set well under the ratios measured on the shared 2-core machine (docs/rt-run.md).
+CI_SPEEDUP_FLOOR = 1.3
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    name: str
+    cameras: tuple[tuple[str, int, int], ...]  # (feature, height, width)
+    state_dim: int
+    action_dim: int
+    fps: int
+
+
+SIZES = {
+    "pusht": BenchSize("pusht", (("observation.image", 96, 96),), 2, 2, 10),
+    "arm": BenchSize(
+        "arm", (("observation.images.top", 480, 640), ("observation.images.wrist", 480, 640)), 7, 7, 50
+    ),
+}
+
+
+def _features_and_stats(size: BenchSize) -> tuple[dict[str, Any], dict[str, Any]]:
+    features: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    for key, h, w in size.cameras:
+        features[key] = {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channel"]}
+        stats[key] = {"mean": [[[0.5]], [[0.45]], [[0.4]]], "std": [[[0.25]], [[0.25]], [[0.25]]]}
+    for key, dim in (("observation.state", size.state_dim), ("action", size.action_dim)):
+        names = [f"joint_{i}" for i in range(dim)]
+        features[key] = {"dtype": "float32", "shape": [dim], "names": names}
+        stats[key] = {"mean": [100.0] * dim, "std": [50.0] * dim, "min": [0.0] * dim, "max": [500.0] * dim}
+    return features, stats
+
+
+def build_policy(size: BenchSize, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """A default-size ACTPolicy with random weights and its checkpoint config dict."""
+    import torch
+    from edgeact.train.config import ACTConfig
+    from edgeact.train.model import ACTPolicy
+
+    torch.manual_seed(seed)
+    cfg = ACTConfig()
+    features, stats = _features_and_stats(size)
+    policy = ACTPolicy(cfg, features, stats).eval()
+    doc = {
+        "policy": asdict(cfg),
+        "dataset": {
+            "id": f"edgeact-bench/{size.name}",
+            "fps": size.fps,
+            "features": features,
+            "stats": stats,
+        },
+        "train": {},
+    }
+    return policy, doc
+
+
+def export_policy(policy: Any, doc: dict[str, Any], workdir: Path, exporter: str = "dynamo") -> Path:
+    """Checkpoint then `export-policy --format onnx`; returns the policy.onnx path."""
+    from edgeact.export.cli import main as export_main
+    from edgeact.train.checkpoint import save_checkpoint
+
+    step_dir = save_checkpoint(workdir / "run", 0, policy=policy, config=doc)
+    out = workdir / "policy.onnx"
+    argv = [
+        str(step_dir),
+        "--format",
+        "onnx",
+        "--output",
+        str(out),
+        "--parity-frames",
+        "0",
+        "--parity-random",
+        "1",
+        "--exporter",
+        exporter,
+    ]
+    rc = export_main(argv)
+    if rc != 0 or not out.is_file():
+        raise RuntimeError(f"export-policy {' '.join(argv)} failed with exit code {rc}")
+    return out
+
+
+def bench_inputs(size: BenchSize, seed: int = 1) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Fixed random frames (camera name -> uint8 (H, W, 3)) and state float32 (S,)."""
+    rng = np.random.default_rng(seed)
+    images = {}
+    for key, h, w in size.cameras:
+        name = "image" if key == "observation.image" else key.removeprefix("observation.images.")
+        images[name] = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    state = rng.uniform(50, 450, size=size.state_dim).astype(np.float32)
+    return images, state
+
+
+def time_runtime(model: Path, size: BenchSize, ticks: int, threads: int) -> dict[str, np.ndarray]:
+    """Per-step stage timings (ns) of the C++ Session in ensemble mode."""
+    from edgeact.runtime.core import Policy, PolicyParams
+
+    policy = Policy.load(model, PolicyParams(intra_op_threads=threads, warmup_runs=3))
+    session = policy.session()
+    session.reset()
+    images, state = bench_inputs(size)
+    rows = {k: np.zeros(ticks, np.int64) for k in ("pre", "infer", "ensemble", "post", "step")}
+    for i in range(ticks):
+        t0 = time.perf_counter_ns()
+        command, status = session.step(images, state)
+        rows["step"][i] = time.perf_counter_ns() - t0
+        if command is None or status.is_fault:
+            raise RuntimeError(f"runtime step {i} returned {status.name}")
+        t = session.last_timings
+        rows["pre"][i], rows["infer"][i] = t.pre_ns, t.infer_ns
+        rows["ensemble"][i], rows["post"][i] = t.ensemble_ns, t.post_ns
+    return rows
+
+
+def time_eager(policy: Any, size: BenchSize, ticks: int, threads: int) -> dict[str, np.ndarray]:
+    """Per-step timings (ns) of PyTorch eager inference plus the reference ensembler, same inputs."""
+    import torch
+    from edgeact.runtime.ensemble_ref import ActionExecutor, ExecutionConfig
+
+    torch.set_num_threads(threads)
+    images, state = bench_inputs(size)
+    features = {
+        ("observation.image" if n == "image" else f"observation.images.{n}"): img for n, img in images.items()
+    }
+    cfg = policy.config
+    ex = ActionExecutor(
+        ExecutionConfig(
+            chunk_size=cfg.chunk_size,
+            action_dim=size.action_dim,
+            mode="ensemble",
+            temporal_ensemble_coeff=cfg.temporal_ensemble_coeff,
+        )
+    )
+    ex.reset()
+    rows = {k: np.zeros(ticks, np.int64) for k in ("infer", "ensemble", "step")}
+    with torch.inference_mode():
+        for _ in range(3):  # warm-up, as the runtime's warmup_runs
+            policy.predict_chunk(
+                {k: torch.from_numpy(v).permute(2, 0, 1)[None] for k, v in features.items()},
+                torch.from_numpy(state)[None],
+            )
+        for i in range(ticks):
+            t0 = time.perf_counter_ns()
+            imgs = {
+                k: torch.from_numpy(v).permute(2, 0, 1)[None] for k, v in features.items()
+            }  # (1, 3, H, W)
+            chunk = policy.predict_chunk(imgs, torch.from_numpy(state)[None]).numpy()  # (1, k, A)
+            t1 = time.perf_counter_ns()
+            ex.update(chunk)
+            t2 = time.perf_counter_ns()
+            rows["infer"][i], rows["ensemble"][i], rows["step"][i] = t1 - t0, t2 - t1, t2 - t0
+    return rows
+
+
+def time_loop(model: Path, size: BenchSize, ticks: int, rate_hz: float, threads: int) -> dict[str, Any]:
+    """The C++ loop at `rate_hz` in async mode for `ticks` ticks: lateness per tick, overruns, histogram."""
+    import dataclasses
+
+    from edgeact.runtime.core import Loop, LoopParams, Policy, PolicyParams
+
+    policy = Policy.load(model, PolicyParams(intra_op_threads=threads))
+    execution = dataclasses.replace(policy.execution, mode="async", n_action_steps=min(20, policy.chunk_size))
+    session = policy.session(execution=execution)
+    images, state = bench_inputs(size)
+    session.reset(initial_command=np.zeros(size.action_dim, np.float32))
+    params = LoopParams(
+        rate_hz=rate_hz, stale_timeout_s=1.0, max_consecutive_overruns=1_000_000, stop_on_fault=False
+    )
+    with Loop(session, params) as loop:
+        last = -1
+        while loop.stats().ticks < ticks:
+            loop.post_observation(images, state)
+            cmd = loop.wait_command(after_seq=last, timeout_s=1.0)
+            if cmd is not None:
+                last = cmd.seq
+        stats = loop.stats()
+        timings = loop.timings()
+        edges, counts = loop.jitter_histogram()
+    lateness = timings["lateness"].astype(np.int64)
+    return {
+        "rate_hz": rate_hz,
+        "ticks": int(stats.ticks),
+        "overruns": int(stats.overruns),
+        "safe_stopped": bool(stats.safe_stopped),
+        "lateness_ns": lateness,
+        "tick_ns": timings["total"].astype(np.int64),
+        "histogram": {"edges_us": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+    }
+
+
+_PROBE = """
+import json, sys, time
+t0 = time.monotonic()
+from edgeact.runtime.cli import process_age_s, rss_mb
+age = process_age_s()
+import numpy as np
+from edgeact.runtime.core import Policy
+p = Policy.load(sys.argv[1])
+s = p.session(); s.reset()
+imgs = {c.name: np.zeros((c.height, c.width, 3), np.uint8) for c in p.cameras}
+s.step(imgs, np.zeros(p.state_dim, np.float32))
+first = (age or 0.0) + time.monotonic() - t0
+for _ in range(20):
+    s.step(imgs, np.zeros(p.state_dim, np.float32))
+print(json.dumps({"time_to_first_action_s": first, "torch_imported": "torch" in sys.modules, **rss_mb()}))
+"""
+
+
+def runtime_process_probe(model: Path) -> dict[str, Any]:
+    """RSS and time to first action of a fresh runtime-only process (no torch) running the model."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(model)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"runtime probe failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _pct(ns: np.ndarray) -> dict[str, float]:
+    us = np.asarray(ns, np.float64) / 1e3
+    return {
+        "p50_us": float(np.percentile(us, 50)),
+        "p99_us": float(np.percentile(us, 99)),
+        "max_us": float(us.max()),
+        "mean_us": float(us.mean()),
+        "n": int(us.size),
+    }
+
+
+def bench_size(size: BenchSize, workdir: Path, ticks: int, threads: int, exporter: str) -> dict[str, Any]:
+    t0 = time.monotonic()
+    policy, doc = build_policy(size)
+    model = export_policy(policy, doc, workdir / size.name, exporter)
+    export_s = time.monotonic() - t0
+    rt = time_runtime(model, size, ticks, threads)
+    eager = time_eager(policy, size, ticks, threads)
+    overhead = rt["step"] - rt["infer"]
+    res: dict[str, Any] = {
+        "model": str(model),
+        "params_millions": sum(p.numel() for p in policy.parameters()) / 1e6,
+        "export_s": export_s,
+        "runtime": {k: _pct(v) for k, v in rt.items()} | {"overhead": _pct(overhead)},
+        "eager": {k: _pct(v) for k, v in eager.items()},
+        "raw_step_ns": {"runtime": rt["step"].tolist(), "eager": eager["step"].tolist()},
+    }
+    r, e = res["runtime"]["step"], res["eager"]["step"]
+    res["speedup_p50"] = e["p50_us"] / r["p50_us"]
+    res["speedup_p99"] = e["p99_us"] / r["p99_us"]
+    res["runtime_p99_over_p50"] = r["p99_us"] / r["p50_us"]
+    return res
+
+
+def format_table(results: dict[str, Any]) -> str:
+    lines = []
+    for name, res in results["sizes"].items():
+        lines.append(
+            f"\n{name}: ACT {res['params_millions']:.1f} M parameters, {results['ticks']} steps, "
+            f"{results['threads']} thread(s)"
+        )
+        lines.append(f"  {'stage':<22} {'p50 us':>10} {'p99 us':>10} {'max us':>10}")
+        rows = [(f"runtime {k}", v) for k, v in res["runtime"].items()]
+        rows += [(f"eager {k}", v) for k, v in res["eager"].items()]
+        for label, s in rows:
+            lines.append(f"  {label:<22} {s['p50_us']:>10.1f} {s['p99_us']:>10.1f} {s['max_us']:>10.1f}")
+        lines.append(
+            f"  speed-up over eager: p50 {res['speedup_p50']:.2f}x, p99 {res['speedup_p99']:.2f}x; "
+            f"runtime p99/p50 {res['runtime_p99_over_p50']:.2f}"
+        )
+    loop = results.get("loop")
+    if loop:
+        j = loop["jitter"]
+        lines.append(
+            f"\nloop at {loop['rate_hz']:.0f} Hz (async, {loop['size']}): {loop['ticks']} ticks, "
+            f"{loop['overruns']} overruns; jitter p50 {j['p50_us']:.1f} us, p99 {j['p99_us']:.1f} us, "
+            f"max {j['max_us']:.1f} us"
+        )
+    probe = results.get("runtime_process")
+    if probe:
+        lines.append(
+            f"runtime process: peak RSS {probe.get('peak_rss_mb', float('nan')):.0f} MiB, "
+            f"time to first action {probe['time_to_first_action_s']:.2f} s, "
+            f"torch imported: {probe['torch_imported']}"
+        )
+    lines.append(f"bench process peak RSS {results.get('bench_peak_rss_mb', float('nan')):.0f} MiB")
+    return "\n".join(lines)
+
+
+def write_png(results: dict[str, Any], path: Path, raw: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(results["sizes"]) + (1 if "loop" in raw else 0)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)
+    for ax, (name, res) in zip(axes[0], results["sizes"].items(), strict=False):
+        rt = np.asarray(raw[name]["runtime"]) / 1e6
+        eg = np.asarray(raw[name]["eager"]) / 1e6
+        bins = np.geomspace(max(min(rt.min(), eg.min()) * 0.9, 1e-3), max(rt.max(), eg.max()) * 1.1, 40)
+        ax.hist(rt, bins=bins, alpha=0.7, label=f"C++ runtime (p50 {np.median(rt):.1f} ms)")
+        ax.hist(eg, bins=bins, alpha=0.7, label=f"PyTorch eager (p50 {np.median(eg):.1f} ms)")
+        ax.set_xscale("log")
+        ax.set_xlabel("control step (ms)")
+        ax.set_ylabel("steps")
+        ax.set_title(f"{name}: speed-up {res['speedup_p50']:.2f}x at p50")
+        ax.legend(fontsize=8)
+    if "loop" in raw:
+        ax = axes[0][-1]
+        late = np.abs(np.asarray(raw["loop"])) / 1e3
+        ax.hist(late, bins=np.geomspace(max(late.min(), 0.1), max(late.max(), 1.0) * 1.1, 40))
+        ax.set_xscale("log")
+        ax.set_xlabel("tick wake-up lateness (us)")
+        ax.set_title(f"loop jitter at {results['loop']['rate_hz']:.0f} Hz")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeact-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="short run for CI: fewer steps and loop ticks")
+    p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=None, help="default: pusht arm")
+    p.add_argument("--ticks", type=int, help="timed control steps per size (default 100; quick 20)")
+    p.add_argument("--loop-ticks", type=int, help="loop ticks at 50 Hz (default 1000; quick 250; 0 skips)")
+    p.add_argument("--exporter", choices=("dynamo", "legacy"), help="export-policy exporter (quick: legacy)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads for both ONNX Runtime and torch")
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--png", type=Path, help="latency histogram (default: beside --json)")
+    p.add_argument("--workdir", type=Path, help="keep the exported policies here (default: a temp folder)")
+    p.add_argument("--min-speedup", type=float, help="exit 1 when a size's p50 speed-up is below this")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    sizes = args.sizes or ["pusht", "arm"]
+    ticks = args.ticks or (20 if args.quick else 100)
+    exporter = args.exporter or ("legacy" if args.quick else "dynamo")
+    loop_ticks = args.loop_ticks if args.loop_ticks is not None else (250 if args.quick else 1000)
+    results: dict[str, Any] = {
+        "quick": args.quick,
+        "ticks": ticks,
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "exporter": exporter,
+        "sizes": {},
+    }
+    raw: dict[str, Any] = {}
+    for name in sizes:
+        print(f"edgeact-bench: {name}: building, exporting and timing ...", file=sys.stderr, flush=True)
+        res = bench_size(SIZES[name], workdir, ticks, args.threads, exporter)
+        raw[name] = res.pop("raw_step_ns")
+        results["sizes"][name] = res
+    model = Path(results["sizes"][sizes[0]]["model"])
+    if loop_ticks > 0:
+        loop = time_loop(model, SIZES[sizes[0]], loop_ticks, 50.0, args.threads)
+        raw["loop"] = loop.pop("lateness_ns")
+        tick_ns = loop.pop("tick_ns")
+        loop["jitter"] = _pct(np.abs(raw["loop"]))
+        loop["tick"] = _pct(tick_ns)
+        loop["size"] = sizes[0]
+        results["loop"] = loop
+    results["runtime_process"] = runtime_process_probe(model)
+    from edgeact.runtime.cli import rss_mb
+
+    results["bench_peak_rss_mb"] = rss_mb().get("peak_rss_mb")
+    return results, raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    with tempfile.TemporaryDirectory(prefix="edgeact-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        results, raw = run(args, workdir)
+        if args.workdir is None:  # the temp models are gone after this block
+            for res in results["sizes"].values():
+                res["model"] = Path(res["model"]).name
+    print(format_table(results))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp_json = args.json.with_name(f".{args.json.name}.tmp-{os.getpid()}")
+        tmp_json.write_text(json.dumps(results, indent=2) + "\n")
+        os.replace(tmp_json, args.json)
+    png = args.png or (args.json.with_suffix(".png") if args.json is not None else None)
+    if png is not None:
+        write_png(results, png, raw)
+    if args.min_speedup is not None:
+        slow = {
+            n: r["speedup_p50"] for n, r in results["sizes"].items() if r["speedup_p50"] < args.min_speedup
+        }
+        if slow:
+            print(f"edgeact-bench: speed-up below {args.min_speedup}: {slow}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
