@@ -134,17 +134,18 @@ def probe(path: Path) -> dict:
         raise VideoDecodeError(f"{path}: cannot read video stream: {err}") from err
 
 
-def iter_frames(path: Path, *, start_s: float = 0.0) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (presentation time in seconds, uint8 (H, W, 3)) for every frame from `start_s` on, in order."""
+def _open(path: Path):
     try:
         container = av.open(str(path))
-    except (av.FFmpegError, OSError) as err:
+        return container, container.streams.video[0]
+    except (av.FFmpegError, OSError, IndexError) as err:
         raise VideoDecodeError(f"{path}: cannot open video: {err}") from err
+
+
+def _frames(container, stream, path: Path, start_s: float | None) -> Iterator[tuple[float, np.ndarray]]:
+    """(presentation time s, uint8 (H, W, 3)) from the keyframe at or before `start_s` (None: here) on."""
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if start_s > 0:
-            # Seek lands on the keyframe at or before the target; decoding then runs forward.
+        if start_s is not None:
             container.seek(int(start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
             if frame.pts is None:
@@ -152,36 +153,51 @@ def iter_frames(path: Path, *, start_s: float = 0.0) -> Iterator[tuple[float, np
             yield float(frame.pts * stream.time_base), frame.to_ndarray(format="rgb24")
     except (av.FFmpegError, IndexError) as err:
         raise VideoDecodeError(f"{path}: decoding failed: {err}") from err
+
+
+def iter_frames(path: Path, *, start_s: float = 0.0) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (presentation time in seconds, uint8 (H, W, 3)) for every frame from `start_s` on, in order."""
+    container, stream = _open(path)
+    stream.thread_type = "AUTO"  # whole-file decoding: frame threads pay off
+    try:
+        yield from _frames(container, stream, path, start_s if start_s > 0 else None)
     finally:
         container.close()
 
 
-def decode_at(path: Path, times_s: np.ndarray, *, tolerance_s: float) -> np.ndarray:
+def decode_at(path: Path, times_s, *, tolerance_s: float, max_gap_s: float = 1.0) -> np.ndarray:
     """Decode the frames at the given presentation times (seconds): uint8 (n, H, W, 3) in the order asked.
 
-    Seeks once to the earliest time and decodes forward to the latest; every requested time must match a
-    decoded
-    frame within `tolerance_s`, otherwise VideoDecodeError names the file and the time.
+    Requested times closer than `max_gap_s` are decoded in one forward run; each run starts with a seek to the
+    keyframe before it. Every time must match a decoded frame within `tolerance_s`, otherwise VideoDecodeError
+    names the file and the time.
     """
-    times_s = np.asarray(times_s, dtype=np.float64)
-    order = np.argsort(times_s)
-    out: list[np.ndarray | None] = [None] * len(times_s)
-    k = 0
-    last_t, last_img = None, None
-    for t, img in iter_frames(path, start_s=float(times_s[order[0]]) if len(times_s) else 0.0):
-        while k < len(order) and times_s[order[k]] <= t + tolerance_s:
-            want = times_s[order[k]]
-            if abs(t - want) <= tolerance_s:
-                out[order[k]] = img
-            elif last_t is not None and abs(last_t - want) <= tolerance_s:
-                out[order[k]] = last_img
-            else:
-                raise VideoDecodeError(f"{path}: no frame at t={want:.6f}s (nearest decoded {t:.6f}s)")
-            k += 1
-        if k == len(order):
-            break
-        last_t, last_img = t, img
-    if k < len(order):
-        missing = times_s[order[k]]
-        raise VideoDecodeError(f"{path}: video ends before t={missing:.6f}s")
+    times = np.asarray(times_s, dtype=np.float64).reshape(-1)
+    order = np.argsort(times, kind="stable")
+    out: list[np.ndarray | None] = [None] * len(times)
+    container, stream = _open(path)
+    with container:
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and times[order[j + 1]] - times[order[j]] <= max_gap_s:
+                j += 1
+            span = order[i : j + 1]
+            _fill_span(container, stream, path, times, span, out, tolerance_s)
+            i = j + 1
     return np.stack(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def _fill_span(container, stream, path, times, span, out, tol) -> None:
+    k = 0
+    for t, img in _frames(container, stream, path, float(times[span[0]])):
+        while k < len(span) and times[span[k]] <= t + tol:
+            if abs(times[span[k]] - t) > tol:
+                raise VideoDecodeError(
+                    f"{path}: no frame at t={times[span[k]]:.6f}s (nearest decoded {t:.6f}s)"
+                )
+            out[span[k]] = img
+            k += 1
+        if k == len(span):
+            return
+    raise VideoDecodeError(f"{path}: video ends before t={times[span[k]]:.6f}s")
