@@ -83,3 +83,5 @@ def make_robot(name: str, **options: Any) -> Robot:
 
 
 register_robot("pusht-sim", "edgeact.runtime.robots.pusht_sim:make_pusht_sim")
+register_robot("widowx", "edgeact.runtime.robots.widowx:make_widowx")
+register_robot("can-arm", "edgeact.runtime.robots.can_arm:make_can_arm")

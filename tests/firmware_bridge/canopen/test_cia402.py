@@ -1,4 +1,4 @@
-"""CiA 402 state machine: statusword table, and the host's controlword path through the drive's transitions."""
+"""CiA 402 state machine: statusword table, and the host controlword path through the drive transitions."""
 
 from __future__ import annotations
 

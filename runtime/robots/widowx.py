@@ -1,0 +1,196 @@
+"""The WidowX 250 6DOF (Dynamixel Protocol 2.0) as an `rt-run` robot, and the base shared with the CAN arm.
+
+    rt-run --robot widowx --model policy.onnx --port /dev/ttyUSB0 --camera /dev/video0 [--duration S]
+    rt-run --robot widowx --model policy.onnx --dry-run        # servo-chain emulator behind a pty
+
+`observe()` returns the newest camera frames and the joint state read in the previous tick (no bus I/O);
+`command(action)` does the tick's bus work (one Sync Write of goal positions, one Sync Read of feedback).
+A fault on the bus, NaN in a command or a stalled camera safe-stops the arm (hold, then torque off) and
+raises `RobotStoppedError`; after that nothing more is sent. State and action are the joint positions in
+robot units (radians; the gripper opening in mm) in the order of `configs/robots/widowx.yaml`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from edgeact.firmware_bridge.config import DynamixelArmConfig, load_robot_config
+from edgeact.firmware_bridge.errors import BridgeError
+from edgeact.firmware_bridge.safety import StopReason, StopRecord
+from edgeact.runtime.cameras import SYNTHETIC, CameraConfig, CameraRig
+from edgeact.runtime.robots.base import (
+    CameraSpec,
+    Observation,
+    Robot,
+    RobotError,
+    RobotNotConnectedError,
+    RobotSpec,
+    RobotStoppedError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def camera_configs(config: Any, camera: str | None, dry_run: bool) -> list[CameraConfig]:
+    """The robot's cameras with their sources: `--camera SRC` (first camera) or `name=SRC,name2=SRC2`;
+    synthetic frames under `--dry-run` when no source is given."""
+    sources: dict[str, str] = {}
+    if camera:
+        parts = [p for p in camera.split(",") if p]
+        for i, part in enumerate(parts):
+            name, sep, src = part.partition("=")
+            if sep and not name.startswith("/"):
+                sources[name] = src
+            elif i < len(config.cameras):
+                sources[config.cameras[i].name] = part
+    out = []
+    for cam in config.cameras:
+        src = sources.get(cam.name) or (SYNTHETIC if dry_run else None)
+        if src is None:
+            raise RobotError(f"robot {config.name}: camera {cam.name!r} has no source (pass --camera)")
+        out.append(
+            CameraConfig(name=cam.name, source=src, width=cam.width, height=cam.height, fps=config.fps)
+        )
+    unknown = sorted(set(sources) - {c.name for c in config.cameras})
+    if unknown:
+        raise RobotError(f"robot {config.name}: --camera names {unknown} are not cameras of this robot")
+    return out
+
+
+class BusArmRobot(Robot):
+    """A real arm behind a firmware-bridge bus plus cameras; subclasses build the arm and the emulator."""
+
+    def __init__(self, config: Any, cameras: list[CameraConfig], *, dry_run: bool = False) -> None:
+        self.config = config
+        self.dry_run = dry_run
+        self._camera_configs = cameras
+        self._rig: CameraRig | None = None
+        self._emulator: Any = None
+        self.arm: Any = None
+        self._spec = RobotSpec(
+            name=config.name,
+            fps=float(config.fps),
+            cameras=tuple(CameraSpec(c.name, c.height, c.width) for c in cameras),
+            state_names=tuple(j.name for j in config.joints),
+            action_names=tuple(j.name for j in config.joints),
+            action_low=tuple(float(j.lower) for j in config.joints),
+            action_high=tuple(float(j.upper) for j in config.joints),
+        )
+
+    # subclasses: start an emulator (dry run) and return the config pointing at it; build the arm
+    def _start_emulator(self) -> Any:
+        raise NotImplementedError
+
+    def _make_arm(self, config: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> RobotSpec:
+        return self._spec
+
+    @property
+    def is_connected(self) -> bool:
+        return self.arm is not None and self.arm.is_connected
+
+    @property
+    def stop_record(self) -> StopRecord | None:
+        return None if self.arm is None else self.arm.stop_record
+
+    def connect(self) -> None:
+        config = self._start_emulator() if self.dry_run else self.config
+        self.arm = self._make_arm(config)
+        try:
+            self.arm.connect()
+            self._rig = CameraRig(self._camera_configs)
+            self._rig.start()
+        except BridgeError as err:
+            self.disconnect()
+            raise RobotError(f"robot {self.config.name}: {err}") from err
+        except Exception:
+            self.disconnect()
+            raise
+
+    def observe(self) -> Observation:
+        if self.arm is None or self.arm.state is None or self._rig is None:
+            raise RobotNotConnectedError(f"robot {self.config.name} is not connected")
+        stalls = self._rig.stall_reasons()
+        if stalls:
+            self.safe_stop(f"{StopReason.CAMERA_STALL.value}: {stalls[0]}")
+            raise RobotStoppedError(f"robot {self.config.name} stopped: {stalls[0]}")
+        images, stamps = self._rig.read()
+        state = self.arm.state
+        return Observation(images, state.positions.astype(np.float32), state.timestamp, stamps)
+
+    def command(self, action: np.ndarray) -> np.ndarray:
+        if self.arm is None:
+            raise RobotNotConnectedError(f"robot {self.config.name} is not connected")
+        if self.arm.stop_record is not None:
+            raise RobotStoppedError(
+                f"robot {self.config.name} is stopped ({self.arm.stop_record.reason.value})"
+            )
+        act = np.asarray(action, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(act)):
+            self.arm.safe_stop(StopReason.NAN, f"command holds NaN/Inf: {act.tolist()}")
+            raise RobotStoppedError(f"robot {self.config.name} refused a NaN command and stopped")
+        act = self.clip_action(act)
+        try:
+            self.arm.step(act.astype(np.float64))
+        except BridgeError as err:
+            raise RobotStoppedError(f"robot {self.config.name} stopped: {err}") from err
+        return self.arm.last_command.astype(np.float32)
+
+    def safe_stop(self, reason: str) -> None:
+        if self.arm is not None:
+            self.arm.safe_stop(reason)
+
+    def disconnect(self) -> None:
+        if self.arm is not None:
+            self.arm.disconnect()
+        if self._rig is not None:
+            self._rig.stop()
+            self._rig = None
+        if self._emulator is not None:
+            time.sleep(0.01)
+            self._emulator_stop()
+            self._emulator = None
+
+    def _emulator_stop(self) -> None:
+        self._emulator.stop()
+
+
+class WidowXRobot(BusArmRobot):
+    """WidowX 250 6DOF on a U2D2 (or the emulated servo chain under `dry_run`)."""
+
+    def _start_emulator(self) -> DynamixelArmConfig:
+        from edgeact.firmware_bridge.sim.dynamixel_chain import DynamixelChainEmulator
+
+        self._emulator = DynamixelChainEmulator.for_arm(self.config)
+        port = self._emulator.start()
+        log.warning("%s: --dry-run, servo-chain emulator on %s", self.config.name, port)
+        return replace(self.config, port=port, timeout_s=max(self.config.timeout_s, 0.05), bus_watchdog_s=0.5)
+
+    def _make_arm(self, config: Any) -> Any:
+        from edgeact.firmware_bridge.dynamixel.arm import DynamixelArm
+
+        return DynamixelArm(config)
+
+
+def make_widowx(
+    config: str = "widowx",
+    port: str | None = None,
+    camera: str | None = None,
+    dry_run: bool = False,
+    **overrides: Any,
+) -> WidowXRobot:
+    """rt-run factory: `config` is a name under configs/robots or a YAML path; flags override it."""
+    try:
+        cfg = load_robot_config(config, port=port, **overrides)
+    except BridgeError as err:
+        raise RobotError(str(err)) from err
+    if not isinstance(cfg, DynamixelArmConfig):
+        raise RobotError(f"robot config {config} describes a {type(cfg).__name__}, not a Dynamixel arm")
+    return WidowXRobot(cfg, camera_configs(cfg, camera, dry_run), dry_run=dry_run)
