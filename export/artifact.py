@@ -199,6 +199,38 @@ def spec_from_checkpoint_config(doc: dict[str, Any], *, where: str = "config.jso
         raise CheckpointError(f"{where}: {err}") from err
 
 
+def spec_from_sidecar(doc: dict[str, Any], *, where: str) -> PolicySpec:
+    """A `PolicySpec` back from a sidecar (an ONNX artifact's metadata), to build engines on the target."""
+    doc = check_sidecar(doc, where)
+    try:
+        state = next(i for i in doc["inputs"] if i["kind"] == "state")
+        cameras = tuple(
+            CameraSpec(
+                name=c["name"],
+                feature=c["feature"],
+                height=c["height"],
+                width=c["width"],
+                channels=c["channels"],
+            )
+            for c in doc["cameras"]
+        )
+        return PolicySpec(
+            cameras=cameras,
+            state_dim=int(state["shape"][1]),
+            action_dim=int(doc["outputs"][0]["shape"][2]),
+            chunk_size=int(doc["chunk_size"]),
+            fps=float(doc["fps"]),
+            state_names=tuple(doc["state_names"]),
+            action_names=tuple(doc["action_names"]),
+            stats=doc["normalization"]["stats"],
+            execution=doc.get("execution", {}),
+            train_config=doc.get("train_config", {}),
+            dataset_id=doc.get("dataset_id"),
+        )
+    except (KeyError, IndexError, StopIteration, TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: malformed policy metadata: {err!r}") from err
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

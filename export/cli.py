@@ -121,6 +121,7 @@ def export_checked(args: argparse.Namespace) -> Checked:
         verify.ort_runner(model.SerializeToString()),
         spec,
         cases,
+        tolerance=verify.ONNX_PARITY_TOLERANCE,
     )
     print(report.summary())
     if not report.passed:

@@ -7,6 +7,7 @@ The checkpoint is a real `ACTPolicy` (ResNet18 backbone, a 32-wide transformer) 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -53,6 +54,12 @@ def make_checkpoint(output: Path, dataset_root: Path, *, cameras=CAMERAS, seed: 
     }
     save_checkpoint(output, 0, policy=policy, config=config)
     return output
+
+
+@pytest.fixture(scope="session")
+def tiny() -> SimpleNamespace:
+    """The tiny configuration's constants, for assertions."""
+    return SimpleNamespace(cameras=CAMERAS, image_hw=IMAGE_HW, policy=TINY_POLICY, state_dim=3, action_dim=4)
 
 
 @pytest.fixture(scope="session")
