@@ -96,8 +96,9 @@ class LeRobotWriter:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.root = Path(root)
-        if (self.root / "meta" / "info.json").exists() and not overwrite:
-            raise DatasetExistsError(f"{self.root}: a dataset already exists there (pass overwrite=True)")
+        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite:
+            what = "a dataset" if (self.root / "meta" / "info.json").exists() else "a non-empty folder"
+            raise DatasetExistsError(f"{self.root}: {what} already exists there (pass overwrite=True)")
         self.fps, self.robot_type, self.overwrite = fps, robot_type, overwrite
         self.features = _check_features(features)
         self.video_keys = [k for k, f in self.features.items() if f["dtype"] == "video"]
