@@ -142,7 +142,7 @@ class LeRobotWriter:
             "dataset_to_index": self.total_frames + length,
         }
         for key in self.video_keys:
-            record.update(self._write_video(key, arrays[key], float(ts[-1]) if length else 0.0))
+            record.update(self._write_video(key, arrays[key]))
         for key, values in columns.items():
             for stat, value in st.vector_stats(values).items():
                 record[f"stats/{key}/{stat}"] = value.tolist()
@@ -189,7 +189,7 @@ class LeRobotWriter:
             out[key] = arr
         return out
 
-    def _write_video(self, key: str, frames: np.ndarray, last_ts: float) -> dict:
+    def _write_video(self, key: str, frames: np.ndarray) -> dict:
         slot = self._video_slots[key]
         enc = self._encoders.get(key)
         if enc is None:
@@ -205,7 +205,8 @@ class LeRobotWriter:
             f"videos/{key}/chunk_index": slot.chunk,
             f"videos/{key}/file_index": slot.file,
             f"videos/{key}/from_timestamp": from_ts,
-            f"videos/{key}/to_timestamp": from_ts + last_ts + 1.0 / self.fps,
+            # Frames are encoded at a constant 1/fps spacing whatever the timestamp column says.
+            f"videos/{key}/to_timestamp": enc.frames_written / self.fps,
         }
         if enc.bytes_written >= self.video_limit:
             enc.close()

@@ -136,3 +136,25 @@ def test_file_rollover_keeps_episodes_addressable(tmp_path):
     assert (
         np.abs(frames - synthetic_episode(2, 10, image_hw=(16, 16))["observation.image"]).mean() < 16
     )  # 16x16 yuv420p: coarse chroma
+
+
+def test_recorded_wall_clock_timestamps(tmp_path, caplog):
+    # A recorder passes the measured (jittery) step times; video frames stay at 1/fps spacing.
+    arr = synthetic_episode(0, 20, image_hw=(32, 32))
+    jitter = np.random.default_rng(0).uniform(0.002, 0.008, size=20)
+    stamps = np.arange(20) / 10 + jitter
+    feats = {
+        "observation.image": {"dtype": "video", "shape": [32, 32, 3]},
+        "observation.state": {"dtype": "float32", "shape": [2]},
+        "action": {"dtype": "float32", "shape": [2]},
+    }
+    with LeRobotWriter(tmp_path / "rec", fps=10, features=feats) as w:
+        w.add_episode(arr, task="rollout", timestamps=stamps)
+        w.add_episode(arr, task="rollout", timestamps=stamps)
+    with caplog.at_level("WARNING", logger="edgeact.train.data"):
+        ds = LeRobotDataset(tmp_path / "rec")
+    assert "timestamps drift" in caplog.text and "(40 occurrences" in caplog.text
+    np.testing.assert_allclose(ds.column("timestamp")[:20], stamps, atol=1e-6)
+    assert ds.meta.episodes[1].videos["observation.image"].from_timestamp == pytest.approx(2.0)
+    got = ds.episode_frames("observation.image", 1).astype(int)
+    assert np.abs(got - arr["observation.image"]).mean(axis=(1, 2, 3)).max() < 6
