@@ -62,7 +62,8 @@ def _features_and_stats(size: BenchSize) -> tuple[dict[str, Any], dict[str, Any]
         features[key] = {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channel"]}
         stats[key] = {"mean": [[[0.5]], [[0.45]], [[0.4]]], "std": [[[0.25]], [[0.25]], [[0.25]]]}
     for key, dim in (("observation.state", size.state_dim), ("action", size.action_dim)):
-        names = [f"joint_{i}" for i in range(dim)]
+        # PushT uses lerobot/pusht's names, so its export also runs under `rt-run --robot pusht-sim`
+        names = [f"motor_{i}" if size.name == "pusht" else f"joint_{i}" for i in range(dim)]
         features[key] = {"dtype": "float32", "shape": [dim], "names": names}
         stats[key] = {"mean": [100.0] * dim, "std": [50.0] * dim, "min": [0.0] * dim, "max": [500.0] * dim}
     return features, stats
