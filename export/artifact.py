@@ -336,14 +336,18 @@ def write_artifact(model_path: Path, model_bytes: bytes, sidecar: dict[str, Any]
     json_path = sidecar_path(model_path)
     text = json.dumps(sidecar, indent=2, allow_nan=False) + "\n"
     tmps: list[Path] = []
+    model_moved = False
     try:
         tmps.append(_write_temp(model_path.parent, model_path.name, model_bytes))
         tmps.append(_write_temp(model_path.parent, json_path.name, text.encode()))
         os.replace(tmps[0], model_path)
+        model_moved = True
         os.replace(tmps[1], json_path)
     except OSError as err:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
+        if model_moved:  # a model without its sidecar is not an artifact: take it back out
+            model_path.unlink(missing_ok=True)
         raise OutputPathError(f"{model_path}: cannot write the policy artifact: {err}") from err
     log.info("wrote %s (%d bytes) and %s", model_path, len(model_bytes), json_path)
     return model_path, json_path

@@ -59,20 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
+def _load(checkpoint: Path) -> tuple[Any, dict[str, Any], Any]:
+    """(policy, config.json, PolicySpec); the config and its stats are checked before the weights load."""
     if not checkpoint.exists():
         raise CheckpointError(f"{checkpoint}: no such checkpoint")
     if checkpoint.is_file():
         raise CheckpointError(
             f"{checkpoint}: not a checkpoint (expected a step folder, `last` or a run folder)"
         )
-    from edgeact.train.checkpoint import load_policy
+    from edgeact.export.artifact import spec_from_checkpoint_config
+    from edgeact.train.checkpoint import load_policy, read_config, resolve_checkpoint
     from edgeact.train.train_config import TrainError
 
     try:
-        return load_policy(checkpoint)
+        folder = resolve_checkpoint(checkpoint)
+        spec = spec_from_checkpoint_config(read_config(folder), where=str(folder / "config.json"))
+        policy, doc = load_policy(folder)
     except (TrainError, OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"{checkpoint}: not a usable checkpoint: {err}") from err
+    return policy, doc, spec
 
 
 @dataclass
@@ -91,12 +96,10 @@ def export_checked(args: argparse.Namespace) -> Checked:
     """Load, export in memory, fold, and check parity against PyTorch."""
     from edgeact.export import onnx as onnx_export
     from edgeact.export import verify
-    from edgeact.export.artifact import spec_from_checkpoint_config
     from edgeact.export.errors import ParityError
     from edgeact.export.wrap import ExportWrapper, run_torch
 
-    policy, doc = _load(args.checkpoint)
-    spec = spec_from_checkpoint_config(doc, where=f"{args.checkpoint}/config.json")
+    policy, doc, spec = _load(args.checkpoint)
     opset = args.opset or (onnx_export.DEFAULT_OPSET if args.exporter == "dynamo" else 17)
     model, fold = onnx_export.export_onnx(
         policy, spec, exporter=args.exporter, opset=opset, fold=not args.no_fold

@@ -1,0 +1,125 @@
+"""`export-policy` on bad input: each failure has its exit code and message, and nothing is written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from edgeact.export import artifact, verify
+from edgeact.export.cli import main
+
+
+def _copy_checkpoint(run: Path, dst: Path) -> Path:
+    """A real copy of the newest step folder, safe to edit."""
+    step = dst / "step"
+    shutil.copytree((run / "checkpoints" / "last").resolve(), step)
+    return step
+
+
+def _edit_config(step: Path, edit) -> None:
+    path = step / "config.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _run(capsys, argv: list[str]) -> tuple[int, str]:
+    rc = main(argv)
+    captured = capsys.readouterr()
+    return rc, captured.out + captured.err
+
+
+def test_not_a_checkpoint(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello")
+    rc, text = _run(capsys, [str(junk), "--output", str(out / "policy.onnx")])
+    assert rc == 3 and "not a checkpoint" in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, text = _run(capsys, [str(empty), "--output", str(out / "policy.onnx")])
+    assert rc == 3 and str(empty) in text
+    rc, text = _run(capsys, [str(tmp_path / "missing"), "--output", str(out / "policy.onnx")])
+    assert rc == 3 and "no such checkpoint" in text
+    assert not list(out.iterdir())
+
+
+def test_unknown_schema_version(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    step = _copy_checkpoint(tiny_checkpoint, tmp_path)
+    _edit_config(step, lambda doc: doc.update(schema_version=99))
+    rc, text = _run(capsys, [str(step), "--output", str(tmp_path / "policy.onnx")])
+    assert rc == 3 and "schema_version" in text and "99" in text
+    assert not (tmp_path / "policy.onnx").exists() and not (tmp_path / "policy.json").exists()
+
+
+def test_missing_stats(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    step = _copy_checkpoint(tiny_checkpoint, tmp_path)
+    _edit_config(step, lambda doc: doc["dataset"]["stats"].pop("action"))
+    rc, text = _run(capsys, [str(step), "--output", str(tmp_path / "policy.onnx")])
+    assert rc == 3 and "stats" in text and "'action'" in text
+    assert not (tmp_path / "policy.onnx").exists()
+
+
+def test_output_folder_missing(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "nope" / "policy.onnx"
+    rc, text = _run(capsys, [str(tiny_checkpoint), "--output", str(target)])
+    assert rc == 4 and "does not exist" in text and str(target.parent) in text
+    rc, text = _run(capsys, [str(tiny_checkpoint), "--output", str(tmp_path / "policy.pt")])
+    assert rc == 4 and ".onnx" in text
+
+
+def test_onnx_input_needs_trt_format(tmp_path: Path, capsys) -> None:
+    fake = tmp_path / "policy.onnx"
+    fake.write_bytes(b"\x00")
+    rc, text = _run(capsys, [str(fake), "--output", str(tmp_path / "out.onnx")])
+    assert rc == 3 and "needs a checkpoint" in text
+
+
+def test_parity_failure_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """With a zero tolerance the float32 round-off alone fails the check (legacy exporter, opset 17)."""
+    monkeypatch.setattr(verify, "ONNX_PARITY_TOLERANCE", 0.0)
+    argv = [str(tiny_checkpoint), "--output", str(tmp_path), "--exporter", "legacy", "--parity-frames", "2"]
+    rc, text = _run(capsys, [*argv, "--parity-random", "1"])
+    assert rc == 5 and "FAILED" in text and "nothing written" in text
+    assert "max abs normalized" in text
+    assert not list(tmp_path.iterdir())
+
+
+def test_int8_over_the_bound_is_refused(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    argv = [str(tiny_checkpoint), "--output", str(tmp_path / "policy.onnx"), "--quantize", "int8"]
+    rc, text = _run(capsys, [*argv, "--parity-frames", "2", "--parity-random", "1"])
+    assert rc == 6 and "--force" in text and "nothing written" in text
+    assert not list(tmp_path.iterdir())
+
+
+def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    real_replace = artifact.os.replace
+    calls = []
+
+    def flaky_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the sidecar's rename, after the model's
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifact.os, "replace", flaky_replace)
+    with pytest.raises(artifact.OutputPathError, match="No space left"):
+        artifact.write_artifact(tmp_path / "policy.onnx", b"model", {"schema_version": 1})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_trt_without_tensorrt_says_how_to_build_on_the_target(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    out = tmp_path / "policy.engine"
+    rc, text = _run(capsys, [str(tiny_checkpoint), "--format", "trt", "--output", str(out), "--fp16"])
+    assert rc == 7
+    assert "TensorRT is not installed" in text and "Jetson" in text
+    assert "export-policy policy.onnx --format trt --output policy.engine --workspace-mb 1024 --fp16" in text
+    assert (
+        "trtexec --onnx=policy.onnx --saveEngine=policy.engine --memPoolSize=workspace:1024M --fp16" in text
+    )
+    assert not list(tmp_path.iterdir())
