@@ -175,7 +175,7 @@ def spec_from_checkpoint_config(doc: dict[str, Any], *, where: str = "config.jso
     execution = {
         "mode": policy.get("execution_mode", "ensemble"),
         "temporal_ensemble_coeff": policy.get("temporal_ensemble_coeff", 0.01),
-        "n_action_steps": policy.get("n_action_steps", policy.get("chunk_size")),
+        "n_action_steps": policy.get("n_action_steps") or policy.get("chunk_size"),  # None = the whole chunk
     }
     try:
         return PolicySpec(

@@ -60,7 +60,7 @@ def test_artifact_files_and_sidecar(exported: Path, tiny_checkpoint: Path, tiny)
     assert sidecar["execution"] == {
         "mode": "ensemble",
         "temporal_ensemble_coeff": 0.01,
-        "n_action_steps": None,
+        "n_action_steps": tiny.policy["chunk_size"],  # None in the config = the whole chunk
     }
     parity = sidecar["parity"]
     assert parity["real_frames"] == 6 and parity["cases"] == 8
