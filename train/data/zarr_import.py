@@ -36,35 +36,10 @@ def import_diffusion_policy_zarr(
     progress: bool = True,
     max_episodes: int | None = None,
 ) -> Path:
-    """Convert the replay buffer at `zarr_path` into a LeRobot v3.0 dataset at `out_root`; returns
-    `out_root`."""
-    import zarr
-
+    """Convert the replay buffer at `zarr_path` into a LeRobot v3.0 dataset at `out_root` (returned)."""
     zarr_path = Path(zarr_path)
-    if not zarr_path.is_dir():
-        raise DatasetNotFoundError(f"{zarr_path}: zarr replay buffer not found")
-    try:
-        group = zarr.open_group(str(zarr_path), mode="r")
-        img, state, action = group["data/img"], group["data/state"], group["data/action"]
-        ends = np.asarray(group["meta/episode_ends"][:], dtype=np.int64)
-    except Exception as err:  # zarr raises KeyError, FileNotFoundError or its own errors depending on version
-        raise DatasetFormatError(f"{zarr_path}: not a diffusion-policy replay buffer ({err})") from err
-    n = img.shape[0]
-    if state.shape[0] != n or action.shape[0] != n:
-        raise DatasetFormatError(f"{zarr_path}: data/img, data/state and data/action lengths differ")
-    if len(ends) == 0 or ends[-1] != n or np.any(np.diff(np.concatenate([[0], ends])) <= 0):
-        raise DatasetFormatError(f"{zarr_path}: meta/episode_ends must increase and end at {n}")
-    if state.shape[1] < state_dims or img.ndim != 4 or img.shape[-1] != 3:
-        raise DatasetFormatError(f"{zarr_path}: unexpected shapes img {img.shape}, state {state.shape}")
-    h, w = img.shape[1:3]
-    features = {
-        "observation.image": {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channel"]},
-        "observation.state": {"dtype": "float32", "shape": [state_dims], "names": {"motors": ["x", "y"]}},
-        "action": {"dtype": "float32", "shape": [action.shape[1]], "names": {"motors": ["x", "y"]}},
-    }
-    if state_dims != 2 or action.shape[1] != 2:
-        features["observation.state"]["names"] = [f"state_{i}" for i in range(state_dims)]
-        features["action"]["names"] = [f"action_{i}" for i in range(action.shape[1])]
+    img, state, action, ends = _open_replay_buffer(zarr_path, state_dims)
+    features = _features(img.shape[1], img.shape[2], state_dims, action.shape[1])
     starts = np.concatenate([[0], ends[:-1]])
     count = len(ends) if max_episodes is None else min(max_episodes, len(ends))
     bar = _bar(int(ends[count - 1]), f"import {zarr_path.name}", progress)
@@ -95,6 +70,46 @@ def import_diffusion_policy_zarr(
     bar.close()
     log.info("imported %d episodes from %s into %s", count, zarr_path, out_root)
     return Path(out_root)
+
+
+def _open_replay_buffer(zarr_path: Path, state_dims: int):
+    """(img, state, action, episode_ends) of a replay buffer, checked for consistent lengths and shapes."""
+    import zarr
+
+    if not zarr_path.is_dir():
+        raise DatasetNotFoundError(f"{zarr_path}: zarr replay buffer not found")
+    try:
+        group = zarr.open_group(str(zarr_path), mode="r")
+        img, state, action = group["data/img"], group["data/state"], group["data/action"]
+        ends = np.asarray(group["meta/episode_ends"][:], dtype=np.int64)
+    except Exception as err:  # zarr raises KeyError, FileNotFoundError or its own errors depending on version
+        raise DatasetFormatError(f"{zarr_path}: not a diffusion-policy replay buffer ({err})") from err
+    n = img.shape[0]
+    if state.shape[0] != n or action.shape[0] != n:
+        raise DatasetFormatError(f"{zarr_path}: data/img, data/state and data/action lengths differ")
+    if len(ends) == 0 or ends[-1] != n or np.any(np.diff(np.concatenate([[0], ends])) <= 0):
+        raise DatasetFormatError(f"{zarr_path}: meta/episode_ends must increase and end at {n}")
+    if state.shape[1] < state_dims or img.ndim != 4 or img.shape[-1] != 3:
+        raise DatasetFormatError(f"{zarr_path}: unexpected shapes img {img.shape}, state {state.shape}")
+    return img, state, action, ends
+
+
+def _features(h: int, w: int, state_dims: int, action_dims: int) -> dict:
+    # PushT's LeRobot dataset names both vectors {"motors": [...]}; we write the same form.
+    xy = state_dims == 2 and action_dims == 2
+    return {
+        "observation.image": {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channel"]},
+        "observation.state": {
+            "dtype": "float32",
+            "shape": [state_dims],
+            "names": {"motors": ["x", "y"]} if xy else [f"state_{i}" for i in range(state_dims)],
+        },
+        "action": {
+            "dtype": "float32",
+            "shape": [action_dims],
+            "names": {"motors": ["x", "y"]} if xy else [f"action_{i}" for i in range(action_dims)],
+        },
+    }
 
 
 def _bar(total: int, desc: str, enabled: bool):
