@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="simulated robots: episode e uses seed + e (default 0)")
     p.add_argument("--max-episode-steps", type=int, help="simulated robots: ticks per episode at most")
     p.add_argument("--duration", type=float, help="real robots: seconds to run (default: until Ctrl-C)")
+    g = p.add_argument_group("real robots (widowx, can-arm)")
+    g.add_argument("--port", help="serial device of the Dynamixel bus (e.g. /dev/ttyUSB0, any pty)")
+    g.add_argument("--camera", help="camera source: /dev/videoN, a video file, synthetic; or NAME=SRC,...")
+    g.add_argument("--can-interface", help="python-can interface: socketcan, slcan, pcan, udp_multicast...")
+    g.add_argument("--can-channel", help="python-can channel (can0, a multicast group, ...)")
+    g.add_argument("--dry-run", action="store_true", help="drive byte-level emulators instead of hardware")
     g = p.add_argument_group("execution (defaults from the policy's sidecar)")
     g.add_argument("--mode", choices=("ensemble", "chunk", "async"))
     g.add_argument("--ensemble-coeff", type=float, help="ensemble: m in w_i = exp(-m i)")
@@ -151,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeConfigError, ValueError) as err:
         return _fail(str(err))
     options = dict(cfg.robot_options)
+    for key in ("port", "camera", "can_interface", "can_channel", "dry_run"):  # real-robot flags
+        if getattr(args, key) not in (None, False):
+            options[key] = getattr(args, key)
     if cfg.max_episode_steps is not None:
         options.setdefault("max_episode_steps", cfg.max_episode_steps)
     try:
@@ -214,9 +223,16 @@ def _run(policy: Any, robot: Any, cfg: Any, args: argparse.Namespace) -> tuple[r
 
             stats = pusht_metrics(result.episodes)
         else:
-            stop = {"flag": False}
-            signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("flag", True))
+            stop: dict[str, Any] = {"flag": False}
+
+            def on_signal(signum: int, _frame: Any) -> None:
+                stop.update(flag=True, reason="sigint" if signum == signal.SIGINT else "sigterm")
+
+            signal.signal(signal.SIGINT, on_signal)
+            signal.signal(signal.SIGTERM, on_signal)
             result = runner.run_realtime(policy, robot, cfg, should_stop=lambda: stop["flag"], on_step=hook)
+            if stop["flag"]:
+                robot.safe_stop(stop["reason"])  # hold, then torque off; the signal is the logged reason
             if recorder is not None:
                 recorder.end_episode()
             stats = None

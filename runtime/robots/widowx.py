@@ -171,7 +171,8 @@ class WidowXRobot(BusArmRobot):
         self._emulator = DynamixelChainEmulator.for_arm(self.config)
         port = self._emulator.start()
         log.warning("%s: --dry-run, servo-chain emulator on %s", self.config.name, port)
-        return replace(self.config, port=port, timeout_s=max(self.config.timeout_s, 0.05), bus_watchdog_s=0.5)
+        # the emulator shares this process (and its GIL) with the loop: give it slack a real bus does not need
+        return replace(self.config, port=port, timeout_s=max(self.config.timeout_s, 0.05), bus_watchdog_s=2.0)
 
     def _make_arm(self, config: Any) -> Any:
         from edgeact.firmware_bridge.dynamixel.arm import DynamixelArm
