@@ -95,19 +95,21 @@ def _open_replay_buffer(zarr_path: Path, state_dims: int):
 
 
 def _features(h: int, w: int, state_dims: int, action_dims: int) -> dict:
-    # PushT's LeRobot dataset names both vectors {"motors": [...]}; we write the same form.
+    # PushT's LeRobot dataset names both vectors {"motors": ["motor_0", "motor_1"]}; we write the same
+    # names so that a policy trained on the import fits robots configured for lerobot/pusht.
     xy = state_dims == 2 and action_dims == 2
+    motors = {"motors": ["motor_0", "motor_1"]}
     return {
         "observation.image": {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channel"]},
         "observation.state": {
             "dtype": "float32",
             "shape": [state_dims],
-            "names": {"motors": ["x", "y"]} if xy else [f"state_{i}" for i in range(state_dims)],
+            "names": motors if xy else [f"state_{i}" for i in range(state_dims)],
         },
         "action": {
             "dtype": "float32",
             "shape": [action_dims],
-            "names": {"motors": ["x", "y"]} if xy else [f"action_{i}" for i in range(action_dims)],
+            "names": motors if xy else [f"action_{i}" for i in range(action_dims)],
         },
     }
 
