@@ -94,7 +94,7 @@ def _view(args: argparse.Namespace) -> int:
     if args.episode not in {e.index for e in ds.meta.episodes}:
         print(f"error: episode {args.episode} not in 0..{ds.meta.total_episodes - 1}", file=sys.stderr)
         return 2
-    frames = episode_frames(ds, args.episode)
+    frames = episode_frames(ds, args.episode, xy_extent=args.xy_extent)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--episode", type=int, default=0)
             s.add_argument("--output", required=True, help="an .mp4 file, or .png for a strip of frames")
             s.add_argument("--frames", type=int, default=8, help="frames in a .png strip")
+            s.add_argument(
+                "--xy-extent",
+                type=float,
+                default=None,
+                help="mark 2-D state/action as x, y positions on the first camera (PushT: 512)",
+            )
     return p
 
 

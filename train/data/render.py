@@ -45,8 +45,24 @@ def _panel(state: np.ndarray | None, action: np.ndarray, width: int) -> np.ndarr
     return panel
 
 
-def episode_frames(ds: LeRobotDataset, episode: int, *, scale: int | None = None) -> np.ndarray:
-    """uint8 (T, H', W', 3): the cameras side by side, scaled, above the state/action panel with a cursor."""
+def _mark(img: np.ndarray, xy: np.ndarray, extent: float, color, size: int) -> None:
+    """Draw a cross at workspace position xy (units in 0..extent, image spans the workspace) in place."""
+    h, w = img.shape[:2]
+    cx, cy = int(xy[0] / extent * w), int(xy[1] / extent * h)
+    for d in range(-size, size + 1):
+        for e in (-1, 0, 1):  # 3 px thick
+            for x, y in ((cx + d, cy + e), (cx + e, cy + d)):
+                if 0 <= x < w and 0 <= y < h:
+                    img[y, x] = color
+
+
+def episode_frames(
+    ds: LeRobotDataset, episode: int, *, scale: int | None = None, xy_extent: float | None = None
+) -> np.ndarray:
+    """uint8 (T, H', W', 3): the cameras side by side, scaled, above the state/action panel with a cursor.
+
+    With `xy_extent` (PushT: 512), 2-D state and action are workspace x, y positions that the first camera
+    shows whole: they are also marked on it (state blue, action red)."""
     e = next(e for e in ds.meta.episodes if e.index == episode)
     rows = np.arange(e.from_frame, e.to_frame)
     cams = [ds.read_frames(k, rows) for k in ds.meta.camera_keys]  # each (T, H, W, 3)
@@ -60,7 +76,15 @@ def episode_frames(ds: LeRobotDataset, episode: int, *, scale: int | None = None
         top = np.full((e.length, 16, 384, 3), 255, dtype=np.uint8)
     width = top.shape[2]
     state = ds.column("observation.state")[rows] if "observation.state" in ds.columns else None
-    panel = _panel(state, ds.column("action")[rows].reshape(e.length, -1), width)
+    action = ds.column("action")[rows].reshape(e.length, -1)
+    if xy_extent and cams and action.shape[1] == 2:
+        cam_w = cams[0].shape[2] * (top.shape[2] // sum(c.shape[2] for c in cams))
+        for t in range(e.length):
+            view = top[t, :, :cam_w]
+            if state is not None and state.shape[1] == 2:
+                _mark(view, state[t], xy_extent, (0, 0, 160), max(4, cam_w // 24))
+            _mark(view, action[t], xy_extent, (220, 0, 0), max(4, cam_w // 24))
+    panel = _panel(state, action, width)
     out = np.empty((e.length, top.shape[1] + PANEL_H, width, 3), dtype=np.uint8)
     for t in range(e.length):
         out[t, : top.shape[1]] = top[t]

@@ -46,3 +46,22 @@ def test_import_hdf5_and_refuse_overwrite(tmp_path, capsys):
     assert main(["import", str(src), str(out), "--quiet"]) == 1
     assert "already exists" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "missing")]) == 1
+
+
+def test_xy_overlay_marks_the_action(tmp_path):
+    from edgeact.train.data.render import episode_frames
+    from edgeact.train.data.writer import LeRobotWriter
+
+    feats = {
+        "observation.image": {"dtype": "video", "shape": [32, 32, 3]},
+        "action": {"dtype": "float32", "shape": [2]},
+    }
+    action = np.tile([[100.0, 300.0]], (4, 1)).astype(np.float32)  # x = 100 / 400, y = 300 / 400 of the view
+    with LeRobotWriter(tmp_path / "xy", fps=10, features=feats) as w:
+        w.add_episode({"observation.image": np.full((4, 32, 32, 3), 255, np.uint8), "action": action})
+    ds = LeRobotDataset(tmp_path / "xy")
+    plain = episode_frames(ds, 0)
+    marked = episode_frames(ds, 0, xy_extent=400)
+    side = plain.shape[2]  # the 32 px camera scaled to 384
+    assert tuple(marked[0, int(0.75 * side), int(0.25 * side)]) == (220, 0, 0)
+    assert (plain[0, int(0.75 * side), int(0.25 * side)] > 200).all()
