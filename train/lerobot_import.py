@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from edgeact.train.config import ACTConfig
 from edgeact.train.model import ACTION, ENV_STATE, STATE, ACTPolicy, is_camera_key
+from edgeact.train.train_config import TrainError
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
@@ -52,7 +53,7 @@ _SAME_FIELDS = (
 _OLD_BUFFER_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
 
 
-class LeRobotImportError(ValueError):
+class LeRobotImportError(TrainError, ValueError):
     """The folder is not a LeRobot ACT checkpoint this importer understands (names the file and field)."""
 
 

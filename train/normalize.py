@@ -14,12 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from edgeact.train.train_config import TrainError
 from torch import Tensor, nn
 
 EPS = 1e-8
 
 
-class PolicyFeatureError(ValueError):
+class PolicyFeatureError(TrainError, ValueError):
     """The features or stats given to a policy do not fit it (names the feature and the field)."""
 
 
