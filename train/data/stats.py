@@ -30,11 +30,10 @@ def vector_stats(values: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def image_histogram(frames: np.ndarray) -> np.ndarray:
-    """Per-channel histogram of uint8 frames (T, H, W, C) -> int64 (C, 256)."""
+    """Per-channel histogram of uint8 frames (T, H, W, C) -> int64 (C, 256). One channel at a time keeps the
+    temporary at one uint8 plane (large camera episodes run to gigabytes)."""
     c = frames.shape[-1]
-    flat = frames.reshape(-1, c)
-    offsets = (np.arange(c, dtype=np.int32) * 256)[None, :]  # (1, C)
-    return np.bincount((flat + offsets).ravel(), minlength=256 * c).reshape(c, 256).astype(np.int64)
+    return np.stack([np.bincount(frames[..., i].ravel(), minlength=256) for i in range(c)]).astype(np.int64)
 
 
 def histogram_stats(hist: np.ndarray, frames: int) -> dict[str, np.ndarray]:
