@@ -91,11 +91,11 @@ class LeRobotDataset:
         self._check_finite(cols)
         return cols
 
-    def _where(self, row: int) -> tuple[Path, int]:
-        """(data file, episode index) of a global row, for error messages."""
+    def _where(self, row: int) -> tuple[Path, int, int]:
+        """(data file, episode index, frame in the episode) of a global row, for error messages."""
         path = next(p for start, p in reversed(self._file_starts) if start <= row)
-        ep = next((e.index for e in self.meta.episodes if e.from_frame <= row < e.to_frame), -1)
-        return path, ep
+        e = next((e for e in self.meta.episodes if e.from_frame <= row < e.to_frame), None)
+        return (path, e.index, row - e.from_frame) if e is not None else (path, -1, -1)
 
     def _check_standard_columns(self, cols: dict[str, np.ndarray], dev: Deviations) -> None:
         n = self.meta.total_frames
@@ -111,7 +111,7 @@ class LeRobotDataset:
                 continue
             bad = np.flatnonzero(cols[key].reshape(n) != expected)
             if len(bad):
-                path, ep = self._where(int(bad[0]))
+                path, ep, _ = self._where(int(bad[0]))
                 held = cols[key].reshape(n)[bad[0]]
                 raise DatasetFormatError(
                     f"{path}: episode {ep}, column {key!r}: row {bad[0]} holds {held}, "
@@ -143,15 +143,13 @@ class LeRobotDataset:
             bad_rows = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
             if bad_rows.any():
                 row = int(np.argmax(bad_rows))
-                path, ep = self._where(row)
+                path, ep, frame = self._where(row)
                 raise DatasetFormatError(
-                    f"{path}: episode {ep}, column {key!r}: NaN or inf at row {row} "
-                    f"(frame {row - self.meta.episodes[ep].from_frame if ep >= 0 else '?'}, "
+                    f"{path}: episode {ep}, column {key!r}: NaN or inf at row {row} (frame {frame}, "
                     f"{int(bad_rows.sum())} rows affected)"
                 )
 
-    # -- camera frames
-    # ----------------------------------------------------------------------------------------
+    # -- camera frames -------------------------------------------------------------------------------------
     def video_times(self, key: str, rows: np.ndarray) -> tuple[list, np.ndarray]:
         """For global rows: the episode of each and the presentation time (s) of its frame inside the video
         file."""

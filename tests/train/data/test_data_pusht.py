@@ -31,6 +31,8 @@ def test_columns_identical_to_lerobot(pair):
         (e.from_frame, e.to_frame) for e in ref.meta.episodes
     ]
     assert ours.meta.tasks == ref.meta.tasks
+    for key in ("observation.state", "action"):
+        assert ours.meta.features[key]["names"] == ref.meta.features[key]["names"]
     assert ours.meta.fps == ref.meta.fps == 10
 
 

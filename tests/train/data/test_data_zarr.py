@@ -30,7 +30,7 @@ def test_import_small_replay_buffer(tmp_path, capsys):
     assert [(e.from_frame, e.to_frame) for e in ds.meta.episodes] == [(0, 5), (5, 12), (12, 20)]
     np.testing.assert_array_equal(ds.column("observation.state"), np.asarray(src["data/state"])[:, :2])
     np.testing.assert_array_equal(ds.column("action"), np.asarray(src["data/action"]))
-    assert ds.meta.features["observation.state"]["names"] == ["x", "y"]
+    assert ds.meta.features["observation.state"]["names"] == ["motor_0", "motor_1"]  # as lerobot/pusht
     assert ds.meta.info["edgeact_source"]["format"] == "diffusion_policy_zarr"
     frames = ds.episode_frames("observation.image", 2).astype(np.float64)
     assert np.abs(frames - np.asarray(src["data/img"])[12:20]).mean() < 4
