@@ -117,7 +117,7 @@ def evaluate_policy(
         raise EvalError(f"the policy was trained at {fps} fps; PushT runs at {CONTROL_HZ} Hz")
     device = torch.device(device) if device is not None else next(policy.parameters()).device
     if camera_keys is None:
-        camera_keys = list(getattr(policy, "camera_keys", ["observation.image"]))
+        camera_keys = list(policy.image_keys)
     action_dim = int(_action_dim(policy))
     exec_cfg = execution_config(policy.config, cfg, action_dim)
     executor = ActionExecutor(exec_cfg)
@@ -150,10 +150,10 @@ def evaluate_policy(
 
 
 def _action_dim(policy: torch.nn.Module) -> int:
-    for name in ("action_dim",):
-        if hasattr(policy, name):
-            return int(getattr(policy, name))
-    raise EvalError("the policy does not say its action dimension (policy.action_dim)")
+    io = getattr(policy, "io", None)
+    if io is None:
+        raise EvalError("the policy does not say its action dimension (policy.io.action_dim)")
+    return int(io.action_dim)
 
 
 def _episode(

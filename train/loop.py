@@ -165,9 +165,7 @@ class Trainer:
         self.dataset = LeRobotDataset(root)
         features, stats = select_features(self.dataset.meta, cfg, root, prev)
         self.dataset_info = dataset_section(cfg, root, self.dataset.meta, features, stats)
-        self.chunks = ChunkDataset(
-            self.dataset, cfg.policy.chunk_size, episodes=cfg.episodes, frame_cache=cfg.frame_cache
-        )
+        self.chunks = self._chunk_dataset(ChunkDataset)
         if len(self.chunks) == 0:
             raise TrainError(f"dataset {root}: no training samples (episodes={cfg.episodes})")
 
@@ -195,6 +193,25 @@ class Trainer:
         self.last_ckpt: Path | None = None
 
     # ------------------------------------------------------------------------------------------------ pieces
+    def _chunk_dataset(self, chunk_cls: Any) -> Any:
+        """Rank 0 builds the frame cache (decodes the videos once); the other ranks then open it."""
+        cfg = self.cfg
+
+        def build() -> Any:
+            return chunk_cls(
+                self.dataset,
+                cfg.policy.chunk_size,
+                episodes=cfg.episodes,
+                frame_cache=cfg.frame_cache,
+                progress=cfg.progress and self.dist.is_main,
+            )
+
+        if self.dist.world_size == 1:
+            return build()
+        chunks = build() if self.dist.is_main else None
+        self._barrier()
+        return chunks if chunks is not None else build()
+
     def indices(self, step: int) -> np.ndarray:
         return batch_indices(
             len(self.chunks), self.cfg.seed, step, self.global_batch, self.dist.rank, self.cfg.batch_size
@@ -241,8 +258,8 @@ class Trainer:
         nonfinite, stop = self._agree(not bool(torch.isfinite(loss.detach())), stop)
         if nonfinite:
             raise NonFiniteLossError(
-                f"non-finite loss {float(loss):.4g} at step {self.step} (rank {self.dist.rank}); batch "
-                f"sample indices {idx.tolist()}; the last good checkpoint is {self.last_ckpt or 'none'}"
+                f"non-finite loss {float(loss.detach()):.4g} at step {self.step} (rank {self.dist.rank}); "
+                f"batch sample indices {idx.tolist()}; the last good checkpoint is {self.last_ckpt or 'none'}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,188 @@
+"""Training-speed benchmark: seconds per step and samples/s of edgeact's ACT at the default PushT config.
+
+    .venv/bin/python scripts/bench_train.py                    # batch 8, synthetic PushT-shaped data
+    .venv/bin/python scripts/bench_train.py --dataset pusht --steps 20 --json bench_train.json
+
+One "step" is what the training loop does per step: fetch the batch (frame cache), forward, backward, gradient
+clipping and the AdamW update. It times the precision/layout variants of the loop (fp32 or bf16 autocast,
+contiguous or channels-last) and, when the `lerobot` package is importable, LeRobot's ACT at the same config
+on the same batches in the same process, and prints the ratio. Only ratios measured in one run mean anything
+on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VARIANTS = {
+    "fp32": {"bf16": False, "channels_last": False},
+    "fp32+channels_last": {"bf16": False, "channels_last": True},
+    "bf16": {"bf16": True, "channels_last": False},
+    "bf16+channels_last": {"bf16": True, "channels_last": True},
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--dataset", help="dataset name or folder (default: a synthetic 96x96 PushT-shaped dataset)"
+    )
+    p.add_argument("--config", type=Path, help="train config YAML (default: configs/train/act_pusht.yaml)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=8, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
+    p.add_argument("--no-lerobot", action="store_true", help="skip LeRobot even when it is importable")
+    p.add_argument("--json", type=Path, help="write the results here")
+    return p.parse_args(argv)
+
+
+def synthetic_pusht(root: Path) -> Path:
+    """PushT's shapes (one 96x96 camera, state 2, action 2, 10 fps) with synthetic content."""
+    from edgeact.train.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(root, episodes=4, length=60, image_hw=(96, 96), state_dim=2, action_dim=2)
+
+
+def time_variant(dataset: str, args: argparse.Namespace, overrides: dict, workdir: Path) -> dict:
+    from edgeact.train.loop import Trainer
+    from edgeact.train.train_config import load_train_config
+
+    cfg = load_train_config(
+        config_file=args.config,
+        dataset="pusht" if args.config is None else None,
+        overrides={
+            "dataset": dataset,
+            "batch_size": args.batch_size,
+            "steps": args.warmup + args.steps,
+            "output": str(workdir / f"run-{time.monotonic_ns()}"),
+            "progress": False,
+            **overrides,
+        },
+    )
+    trainer = Trainer(cfg)
+    trainer.policy.train()
+    times = []
+    for step in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        idx, batch = trainer._load(step)
+        metrics, _ = trainer.train_step(batch, idx, False)
+        times.append(time.perf_counter() - t0)
+    dt = float(np.median(times[args.warmup :]))
+    n_params = sum(p.numel() for p in trainer.policy.parameters())
+    return {
+        "s_per_step": dt,
+        "samples_per_s": args.batch_size / dt,
+        "loss": metrics["loss"],
+        "params": n_params,
+        "config": {"policy": vars(cfg.policy), "bf16": cfg.bf16, "channels_last": cfg.channels_last},
+        "_trainer": trainer,
+    }
+
+
+def time_lerobot(trainer, args: argparse.Namespace) -> dict:
+    """LeRobot's ACT (lerobot 0.4.x) built from our config, trained on our batches (fp32, as LeRobot does)."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.act.configuration_act import ACTConfig as LRConfig
+    from lerobot.policies.act.modeling_act import ACTPolicy as LRPolicy
+
+    pc = trainer.cfg.policy
+    feats = trainer.dataset_info["features"]
+    inputs = {}
+    for key, f in feats.items():
+        if key.startswith("observation.image"):
+            h, w = f["shape"][:2]
+            inputs[key] = PolicyFeature(type=FeatureType.VISUAL, shape=(3, h, w))
+        elif key == "observation.state":
+            inputs[key] = PolicyFeature(type=FeatureType.STATE, shape=tuple(f["shape"]))
+    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=tuple(feats["action"]["shape"]))}
+    lr_cfg = LRConfig(
+        input_features=inputs, output_features=outputs, chunk_size=pc.chunk_size,
+        n_action_steps=pc.n_action_steps,
+        dim_model=pc.dim_model, n_heads=pc.n_heads, dim_feedforward=pc.dim_feedforward,
+        n_encoder_layers=pc.n_encoder_layers, n_decoder_layers=pc.n_decoder_layers, use_vae=pc.use_vae,
+        latent_dim=pc.latent_dim, n_vae_encoder_layers=pc.n_vae_encoder_layers, dropout=pc.dropout,
+        kl_weight=pc.kl_weight, pretrained_backbone_weights=None, device="cpu",
+    )  # fmt: skip
+    policy = LRPolicy(lr_cfg)
+    policy.train()
+    opt = torch.optim.AdamW(policy.parameters(), lr=trainer.cfg.lr, weight_decay=trainer.cfg.weight_decay)
+    times = []
+    for step in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        _, batch = trainer._load(step)
+        # LeRobot's processors hand the model float images in 0..1 and normalized vectors; the same work here.
+        lb = {k: (v.float() / 255.0 if v.dtype == torch.uint8 else v) for k, v in batch.items()}
+        loss, _ = policy.forward(lb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), trainer.cfg.grad_clip or 10.0)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    dt = float(np.median(times[args.warmup :]))
+    return {
+        "s_per_step": dt,
+        "samples_per_s": args.batch_size / dt,
+        "params": sum(p.numel() for p in policy.parameters()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        print(f"unknown variants {unknown}; choose from {list(VARIANTS)}", file=sys.stderr)
+        return 2
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        workdir = Path(tmp)
+        dataset = args.dataset or str(synthetic_pusht(workdir / "pusht_synthetic"))
+        trainer = None
+        for name in args.variants.split(","):
+            row = time_variant(dataset, args, VARIANTS[name], workdir)
+            trainer = row.pop("_trainer")
+            rows[name] = row
+            print(
+                f"{name:22s} {row['s_per_step']:.3f} s/step  {row['samples_per_s']:6.2f} samples/s",
+                flush=True,
+            )
+        if not args.no_lerobot:
+            try:
+                import lerobot  # noqa: F401
+            except ImportError:
+                print("lerobot is not importable here: LeRobot's ACT not timed (no ratio)")
+            else:
+                rows["lerobot"] = time_lerobot(trainer, args)
+    _report(rows, args)
+    return 0
+
+
+def _report(rows: dict[str, dict], args: argparse.Namespace) -> None:
+    params = next(iter(rows.values()))["params"]
+    print(f"\nACT train step, batch {args.batch_size}, {params / 1e6:.1f} M parameters, "
+          f"{torch.get_num_threads()} threads, median of {args.steps} steps")  # fmt: skip
+    print(f"{'variant':22s} {'s/step':>8s} {'samples/s':>10s} {'vs fp32':>8s} {'vs lerobot':>11s}")
+    base = rows.get("fp32", {}).get("samples_per_s")
+    ref = rows.get("lerobot", {}).get("samples_per_s")
+    for name, r in rows.items():
+        vs_fp32 = f"{r['samples_per_s'] / base:.2f}x" if base else "-"
+        vs_lr = f"{r['samples_per_s'] / ref:.2f}x" if ref else "-"
+        print(f"{name:22s} {r['s_per_step']:8.3f} {r['samples_per_s']:10.2f} {vs_fp32:>8s} {vs_lr:>11s}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"batch_size": args.batch_size, "steps": args.steps, "rows": rows}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
