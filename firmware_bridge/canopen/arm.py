@@ -248,10 +248,10 @@ class CanArm:
             if fb.seq != self._seq:
                 fb.missed += 1
                 if fb.missed >= self.config.max_missed_feedback:
-                    stale = now - fb.heartbeat > 1.5 * self.config.heartbeat_producer_ms / 1000
-                    cls = HeartbeatLostError if stale else CommTimeoutError
                     msg = f"drive {node_id} on {self.device} sent no TPDO for {fb.missed} SYNCs"
-                    raise cls(msg + (" and its heartbeat stopped" if stale else ""), node_id=node_id)
+                    if now - fb.heartbeat > 1.5 * self.config.heartbeat_producer_ms / 1000:
+                        raise HeartbeatLostError(msg + " and its heartbeat stopped", node_id=node_id)
+                    raise CommTimeoutError(msg)
                 continue
             fb.missed = 0
             state = cia402.decode_statusword(fb.statusword)
