@@ -14,15 +14,15 @@ STAT_KEYS = ("min", "max", "mean", "std", "count")
 
 
 def vector_stats(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Stats over axis 0 of a (T,) or (T, D) array; bool counts as 0/1. Returns float64 arrays of shape
-    (D,)."""
-    x = np.asarray(values)
-    if x.ndim == 1:
-        x = x[:, None]
-    x = x.reshape(len(x), -1).astype(np.float64)  # (T, D)
+    """Stats over axis 0 of a (T,) or (T, D) array, each of shape (D,): mean and std float64 (bool counts as
+    0/1), min and max in the column's own kind (float64, int64 or bool) as LeRobot stores them."""
+    raw = np.asarray(values)
+    raw = raw.reshape(len(raw), -1)  # (T, D)
+    kind = np.bool_ if raw.dtype == np.bool_ else np.int64 if raw.dtype.kind in "iu" else np.float64
+    x = raw.astype(np.float64)
     return {
-        "min": x.min(axis=0),
-        "max": x.max(axis=0),
+        "min": raw.min(axis=0).astype(kind),
+        "max": raw.max(axis=0).astype(kind),
         "mean": x.mean(axis=0),
         "std": x.std(axis=0),
         "count": np.array([len(x)], dtype=np.int64),

@@ -277,9 +277,8 @@ class LeRobotWriter:
         for r in self.episodes:
             r["meta/episodes/chunk_index"], r["meta/episodes/file_index"] = 0, 0
         pq.write_table(pa.Table.from_pylist(self.episodes), self.tmp / EPISODES_PATH)
-        tasks = sorted(self.tasks.items(), key=lambda kv: kv[1])
         pq.write_table(
-            pa.table({"task_index": [i for _, i in tasks], "task": [t for t, _ in tasks]}),
+            _tasks_table(self.tasks),
             meta / "tasks.parquet",
         )
         _write_json(meta / "stats.json", self._dataset_stats(hists))
@@ -292,10 +291,7 @@ class LeRobotWriter:
                 total = sum(h[key] for h in hists)
                 out[key] = st.to_json(st.histogram_stats(total, self.total_frames), image=True)
                 continue
-            parts = [
-                {s: np.asarray(r[f"stats/{key}/{s}"], np.float64) for s in st.STAT_KEYS}
-                for r in self.episodes
-            ]
+            parts = [{s: np.asarray(r[f"stats/{key}/{s}"]) for s in st.STAT_KEYS} for r in self.episodes]
             out[key] = st.to_json(st.aggregate(parts), image=False)
         return out
 
@@ -349,6 +345,45 @@ class LeRobotWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         log.info("wrote %d episodes, %d frames to %s", len(self.episodes), self.total_frames, self.root)
+
+
+def _tasks_table(tasks: dict[str, int]) -> pa.Table:
+    """LeRobot's tasks.parquet: a pandas frame indexed by the task text with a `task_index` column.
+
+    Written with pyarrow alone; the pandas metadata makes `pandas.read_parquet` restore the index, as LeRobot
+    expects."""
+    rows = sorted(tasks.items(), key=lambda kv: kv[1])
+    table = pa.table({"task_index": [i for _, i in rows], "__index_level_0__": [t for t, _ in rows]})
+    pandas_meta = {
+        "index_columns": ["__index_level_0__"],
+        "column_indexes": [
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
+        ],
+        "columns": [
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": None,
+                "field_name": "__index_level_0__",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
+        ],
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+    }
+    return table.replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
 
 
 def _write_json(path: Path, obj: dict) -> None:

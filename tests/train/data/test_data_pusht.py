@@ -62,3 +62,20 @@ def test_decoded_frames_match_zarr(pusht_dataset, shared_datasets):
     assert err.max() < 3.0, err  # grey levels; a wrong frame differs by far more (the agent moves)
     b = chunks.get_batch([160])
     assert b["action_is_pad"][0, 1:].all() and not b["action_is_pad"][0, 0]
+
+
+def test_file_layout_matches_lerobot(pusht_dataset, shared_datasets):
+    import pyarrow.parquet as pq
+
+    ref = shared_datasets / "lerobot_pusht_v3_no_video"
+    absent = {"next.reward", "next.done", "next.success"}  # not in the replay buffer
+    for rel in (
+        "meta/tasks.parquet",
+        "meta/episodes/chunk-000/file-000.parquet",
+        "data/chunk-000/file-000.parquet",
+    ):
+        ours, theirs = pq.read_schema(pusht_dataset / rel), pq.read_schema(ref / rel)
+        missing = [n for n in theirs.names if n not in ours.names and not any(a in n for a in absent)]
+        assert missing == [], rel
+        for name in set(ours.names) & set(theirs.names):
+            assert ours.field(name).type == theirs.field(name).type, f"{rel}: {name}"
