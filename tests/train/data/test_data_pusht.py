@@ -59,7 +59,7 @@ def test_decoded_frames_match_zarr(pusht_dataset, shared_datasets):
     got = chunks.get_batch(rows)["observation.image"].astype(np.float64)  # (5, 3, 96, 96)
     want = np.asarray(img.get_orthogonal_selection((rows,))).transpose(0, 3, 1, 2)
     err = np.abs(got - want).mean(axis=(1, 2, 3))
-    assert err.max() < 3.0, err  # grey levels; a wrong frame differs by far more (the agent moves)
+    assert err.max() < 3.0, err  # grey levels; a wrong frame differs by far more (the pusher disc moves)
     b = chunks.get_batch([160])
     assert b["action_is_pad"][0, 1:].all() and not b["action_is_pad"][0, 0]
 
