@@ -86,21 +86,18 @@ def _is_foldable(node: onnx.NodeProto, const: set[str]) -> bool:
 
 
 def _evaluate(model: onnx.ModelProto, nodes: list[onnx.NodeProto], names: list[str]) -> list[np.ndarray]:
-    """Run `nodes` over the model's initializers with ONNX Runtime (no graph rewrites) and return `names`."""
+    """Run `nodes` over the initializers they read with ONNX Runtime (no graph rewrites); return `names`."""
     import onnxruntime as ort
 
-    types = _value_types(model)
+    read = {n for node in nodes for n in node.input}
+    inits = [t for t in model.graph.initializer if t.name in read]
+    graph = helper.make_graph(nodes, "fold", inputs=[], outputs=[], initializer=inits)
+    sub = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    types = _value_types(sub)
     missing = [n for n in names if not types.get(n)]
     if missing:
         raise ExportError(f"constant folding: no type inferred for {missing[:5]}")
-    graph = helper.make_graph(
-        nodes,
-        "fold",
-        inputs=[],
-        outputs=[helper.make_tensor_value_info(n, types[n], None) for n in names],
-        initializer=list(model.graph.initializer),
-    )
-    sub = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    sub.graph.output.extend(helper.make_tensor_value_info(n, types[n], None) for n in names)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3

@@ -146,3 +146,14 @@ def test_int8_bound_is_enforced(exported: Path, loaded) -> None:
     assert report.parity.max_abs_normalized > INT8_MAX_NORMALIZED_ERR
     with pytest.raises(QuantizationError, match="nothing written"):
         quantize_checked(model, spec, cases, lambda f: run_torch(wrapper, spec, f), config=doc)
+
+
+def test_runtime_reader_accepts_the_artifact(exported: Path, tiny) -> None:
+    """The other side of the contract: edgeact.runtime reads what export writes."""
+    from edgeact.runtime.artifact import load_artifact
+
+    art = load_artifact(exported)
+    assert art.format == "onnx" and art.chunk_size == tiny.policy["chunk_size"]
+    assert [c.input_name for c in art.cameras] == list(tiny.cameras)
+    assert (art.state_dim, art.action_dim) == (tiny.state_dim, tiny.action_dim)
+    assert art.model_sha256 == json.loads(exported.with_suffix(".json").read_text())["model_sha256"]
