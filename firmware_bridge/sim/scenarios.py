@@ -68,7 +68,14 @@ def widowx_test_config(port: str, **overrides: Any) -> DynamixelArmConfig:
 def can_test_config(channel: str, **overrides: Any) -> CanArmConfig:
     base = load_robot_config("can_arm")
     assert isinstance(base, CanArmConfig)
-    opts = {"interface": "virtual", "channel": channel, "hold_s": 0.0, "feedback_timeout_s": 0.02}
+    # a shared test machine can stall threads for tens of ms: keep the consumer time generous here
+    opts = {
+        "interface": "virtual",
+        "channel": channel,
+        "hold_s": 0.0,
+        "feedback_timeout_s": 0.02,
+        "heartbeat_timeout_s": 0.3,
+    }
     return replace(base, **{**opts, **overrides})
 
 
@@ -196,12 +203,19 @@ def can_fault_run(fault: str, *, fps: float = 200.0, warmup: int = 5, max_ticks:
 
 
 def time_ticks(arm: Any, fps: float, n: int, targets: Callable[[int], np.ndarray]) -> np.ndarray:
-    """Seconds spent in `arm.step` (encode + write + read + decode) for `n` ticks paced at `fps`."""
+    """Seconds spent in `arm.step` (encode + write + read + decode) for up to `n` ticks paced at `fps`.
+
+    A fault ends the run early: the times of the ticks before it are returned and the arm's `stop_record`
+    says why.
+    """
     out = np.empty(n)
     ticks = _ticker(fps)
     for i in range(n):
         next(ticks)
         t0 = time.perf_counter()
-        arm.step(targets(i))
+        try:
+            arm.step(targets(i))
+        except BridgeError:
+            return out[:i]
         out[i] = time.perf_counter() - t0
     return out
