@@ -295,7 +295,7 @@ PYBIND11_MODULE(_core, m) {
     *g_log_fn = std::move(fn);
     set_log_callback(g_log_fn->is_none() ? nullptr : &log_trampoline, nullptr);
   });
-  m.attr("STAGES") = py::make_tuple("pre", "infer", "ensemble", "post", "write", "total", "lateness");
+  m.attr("STAGES") = py::make_tuple("pre", "infer", "ensemble", "post", "write", "total", "lateness", "tick");
   bind_params(m);
   bind_pieces(m);
   bind_model(m);

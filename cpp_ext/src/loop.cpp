@@ -135,11 +135,8 @@ Loop::~Loop() {
 void Loop::start() {
   if (running()) return;
   Impl& m = *impl_;
-  {
-    std::lock_guard<std::mutex> lock(m.post_mutex);
-    m.in_idx.reset();
-    m.have_obs = false;
-  }
+  // The inbox is kept: an observation posted before start() is the first one (the watchdog checks its age).
+  m.have_obs = false;
   {
     std::lock_guard<std::mutex> lock(m.read_mutex);
     m.out_idx.reset();
@@ -331,7 +328,7 @@ void Loop::run() noexcept {
     }
     const int64_t lateness = wake - deadline;
     const size_t ri = static_cast<size_t>(tick_index % m.cap);
-    const int64_t vals[stage_count] = {st_pre, st_infer, st_ens, st_post, st_write, end - wake, lateness};
+    const int64_t vals[stage_count] = {st_pre, st_infer, st_ens, st_post, st_write, end - wake, lateness, slot.tick};
     for (int k = 0; k < stage_count; ++k) m.rings[k][ri].store(vals[k], std::memory_order_relaxed);
     int bin = 0;
     while (bin + 1 < kJitterBins && lateness >= kJitterEdgesUs[bin + 1] * 1000) ++bin;

@@ -278,9 +278,9 @@ struct LoopStats {
   std::vector<std::string> realtime_warnings;
 };
 
-// Stage indices in the timing rings.
+// Per-tick rings: stage durations (ns), wake-up lateness (ns), and the ensembler tick each loop tick executed.
 enum Stage : int { stage_pre = 0, stage_infer, stage_ensemble, stage_post, stage_write, stage_total,
-                   stage_lateness, stage_count };
+                   stage_lateness, stage_tick, stage_count };
 // Wake-up lateness histogram: bin i counts [edge i, edge i+1) us, the last bin is open, negatives go to bin 0.
 constexpr int kJitterBins = 14;
 extern const int64_t kJitterEdgesUs[kJitterBins];  // 0,1,2,5,10,20,50,100,200,500,1000,2000,5000,10000
@@ -305,7 +305,7 @@ class Loop {
   Status post_observation(const Observation& obs) noexcept;
   bool latest_command(Command* out) const;  // false before the first tick
   LoopStats stats() const;
-  std::vector<int64_t> timings(int stage) const;  // last min(ticks, capacity) values, oldest first (ns)
+  std::vector<int64_t> timings(int stage) const;  // last min(ticks, capacity) values, oldest first
   std::vector<int64_t> jitter_histogram() const;  // kJitterBins counts
   int64_t published_seq() const noexcept { return out_seq_.load(std::memory_order_acquire); }
 
