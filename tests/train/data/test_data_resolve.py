@@ -56,3 +56,28 @@ def test_pusht_mirror_imports_once(tmp_path, monkeypatch, shared_datasets):
     assert (root / "meta" / "info.json").is_file()
     assert resolve_dataset("pusht", mirror=mirror) == root
     assert len(calls) == 1
+
+
+def test_hub_download_when_online(tiny_dataset, tmp_path, monkeypatch):
+    # huggingface_hub is optional and the machine is offline: a stand-in module records the call and copies
+    # a local dataset where the real snapshot_download would put the files.
+    import sys
+    import types
+
+    calls = []
+
+    def snapshot_download(repo_id, *, repo_type, local_dir):
+        calls.append((repo_id, repo_type))
+        shutil.copytree(tiny_dataset, local_dir)
+        return str(local_dir)
+
+    monkeypatch.setitem(
+        sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download)
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    root = resolve_dataset("someone/toy")
+    assert root == tmp_path / "home" / "someone" / "toy" and calls == [("someone/toy", "dataset")]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DatasetNotFoundError, match="someone/other"):
+        resolve_dataset("someone/other")
+    assert len(calls) == 1
