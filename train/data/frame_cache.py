@@ -35,9 +35,13 @@ def default_cache_dir() -> Path:
 
 
 def dataset_key(root: Path) -> str:
-    """A hash of the dataset's files: relative path, size and mtime of each, plus the bytes of info.json."""
+    """A hash of the dataset's files under meta/, data/ and videos/ (relative path, size and mtime of each)
+    plus the bytes of info.json; hidden files (such as a download tool's bookkeeping) do not count."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    files = [p for sub in ("meta", "data", "videos") for p in (root / sub).rglob("*") if p.is_file()]
+    for path in sorted(
+        p for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ):
         stat = path.stat()
         h.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     h.update((root / "meta" / "info.json").read_bytes())
