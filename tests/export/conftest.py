@@ -57,6 +57,12 @@ def make_checkpoint(output: Path, dataset_root: Path, *, cameras=CAMERAS, seed: 
 
 
 @pytest.fixture(scope="session")
+def checkpoint_factory():
+    """`make_checkpoint(output, dataset_root, cameras=..., **policy_kw)` for tests with their own dataset."""
+    return make_checkpoint
+
+
+@pytest.fixture(scope="session")
 def tiny() -> SimpleNamespace:
     """The tiny configuration's constants, for assertions."""
     return SimpleNamespace(cameras=CAMERAS, image_hw=IMAGE_HW, policy=TINY_POLICY, state_dim=3, action_dim=4)
