@@ -73,12 +73,12 @@ def test_each_tick_is_rpdos_then_one_sync_and_drives_follow(rig):
 
 def test_heartbeat_loss_before_a_tick(rig):
     cfg, rack, counter = rig
-    arm = CanArm(replace(cfg, heartbeat_timeout_s=0.05))
+    arm = CanArm(replace(cfg, heartbeat_timeout_s=0.1))
     arm.connect()
     arm.step(np.zeros(6))
     rack.drives[5].lose_heartbeat()
-    time.sleep(0.08)
-    with pytest.raises(HeartbeatLostError, match="drive 5"):
+    time.sleep(0.2)
+    with pytest.raises(HeartbeatLostError, match="heartbeat"):
         arm.step(np.zeros(6))
     assert arm.stop_record.reason is StopReason.HEARTBEAT_LOSS
     # hold + disable voltage went out to the drives that are alive

@@ -48,7 +48,7 @@ def test_fault_reset_needs_a_rising_edge():
     assert c.drive_transition(S.FAULT, 0x80, 0x00) is S.SWITCH_ON_DISABLED
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.sampled_from(list(S)), st.integers(0, 0xFFFF))
 def test_host_reaches_operation_enabled_from_any_state(state, previous_cw):
     cw = previous_cw

@@ -68,7 +68,7 @@ ids = st.integers(0, p.BROADCAST_ID)
 payload = st.binary(max_size=64) | st.lists(st.sampled_from([0xFF, 0xFD, 0x00]), max_size=40).map(bytes)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(ids, st.sampled_from([int(i) for i in p.Instruction if i != p.Instruction.STATUS]), payload)
 def test_instruction_round_trip(motor_id, inst, params):
     wire = p.encode(p.Packet(motor_id, inst, params))
