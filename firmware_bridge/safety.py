@@ -1,16 +1,14 @@
-"""Safe-stop bookkeeping shared by the robot buses: why a stop happened, whether it was a fault, exit codes,
-and signal handling that only sets a flag (no I/O inside a signal handler; the control loop acts on it).
+"""Safe-stop bookkeeping shared by the robot buses: why a stop happened, whether it was a fault, exit codes.
+
+Signals are handled by `rt-run`: its handler only sets a flag (no I/O inside a signal handler), the loop ends
+and the robot's `safe_stop("sigint"|"sigterm")` does the bus work.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-import time
 from dataclasses import dataclass
 from enum import Enum
-from types import FrameType
 
 log = logging.getLogger(__name__)
 
@@ -78,38 +76,3 @@ def parse_reason(reason: str | StopReason) -> StopReason:
         if key in text:
             return member
     return StopReason.ERROR
-
-
-class SignalLatch:
-    """SIGINT/SIGTERM handlers (main thread only) that only record the signal; `restore()` undoes them."""
-
-    def __init__(self) -> None:
-        self.reason: StopReason | None = None
-        self.when: float | None = None
-        self._old: dict[int, object] = {}
-
-    def _handler(self, signum: int, _frame: FrameType | None) -> None:
-        if self.reason is None:
-            self.reason = StopReason.SIGINT if signum == signal.SIGINT else StopReason.SIGTERM
-            self.when = time.monotonic()
-
-    def install(self) -> SignalLatch:
-        if threading.current_thread() is not threading.main_thread():
-            log.warning(
-                "signal handlers can only be installed from the main thread; SIGINT/SIGTERM not latched"
-            )
-            return self
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)  # type: ignore[arg-type]
-        self._old.clear()
-
-    def __enter__(self) -> SignalLatch:
-        return self.install()
-
-    def __exit__(self, *exc: object) -> None:
-        self.restore()

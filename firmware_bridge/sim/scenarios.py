@@ -122,7 +122,7 @@ def dynamixel_fault_run(
     cfg0 = load_robot_config("widowx")
     emu = DynamixelChainEmulator.for_arm(cfg0, late_reply_s=0.1)  # twice the host timeout
     emu.start()
-    arm = DynamixelArm(widowx_test_config(emu.port, bus_watchdog_s=0.2, fps=fps))
+    arm = DynamixelArm(widowx_test_config(emu.port, bus_watchdog_s=0.5, fps=fps))
     home = np.array([0, 0, 0, 0, 0, 0, 40.0])
     nan_cmd = home.copy()
     nan_cmd[2] = np.nan
@@ -131,7 +131,7 @@ def dynamixel_fault_run(
         if fault == "nan":
             home[:] = nan_cmd
         elif fault == "host_stall":
-            time.sleep(0.25)  # longer than the 0.2 s bus watchdog
+            time.sleep(0.6)  # longer than the 0.5 s bus watchdog
         else:
             emu.inject(Fault(fault), 4, count)
 
