@@ -103,6 +103,9 @@ class DynamixelArm:
         try:
             self._check_models()
             bus.set_torque(cfg.all_ids, False)
+            for motor_id in cfg.all_ids:  # Return Delay Time 0 (factory 500 us); EEPROM: only when needed
+                if bus.read_register(motor_id, ct.RETURN_DELAY_TIME):
+                    bus.write_register(motor_id, ct.RETURN_DELAY_TIME, 0)
             bus.set_bus_watchdog(cfg.ids, 0)  # also clears a -1 left by an earlier expiry
             indirect = b"".join(a.to_bytes(2, "little") for a in FEEDBACK_SOURCES)
             for motor_id in cfg.ids:

@@ -67,6 +67,7 @@ class EmulatedServo:
         t[6] = FIRMWARE_VERSION
         t[ct.ID.address] = self.id
         t[ct.BAUD_RATE.address] = 3  # 1 Mbit/s
+        t[ct.RETURN_DELAY_TIME.address] = 250  # factory default: 250 x 2 us
         t[ct.OPERATING_MODE.address] = ct.MODE_POSITION
         t[ct.SECONDARY_ID.address] = self.secondary_id
         t[ct.STATUS_RETURN_LEVEL.address] = 2

@@ -58,6 +58,7 @@ def test_connect_configures_every_servo(widowx_emulator):
     for motor_id, servo in emu.servos.items():
         assert servo.torque, motor_id
         assert servo.get(ct.OPERATING_MODE) == ct.MODE_POSITION
+        assert servo.get(ct.RETURN_DELAY_TIME) == 0
     assert emu.servos[1].read(224, 8)[1:] == bytes(servo_bytes(emu.servos[1]))
     arm.disconnect()
 
