@@ -95,6 +95,13 @@ class _PolicyInfer:
             if cam not in obs.images:
                 raise EvalError(f"the policy needs camera {cam!r}; the environment has {sorted(obs.images)}")
             hwc = torch.from_numpy(np.ascontiguousarray(obs.images[cam]))
+            want = tuple(self.policy.io.image_shapes[key])  # (C, H, W) the policy was trained at
+            got = (hwc.shape[2], hwc.shape[0], hwc.shape[1])
+            if got != want:
+                raise EvalError(
+                    f"camera {cam!r}: the environment gives {got[1]}x{got[2]}x{got[0]} frames, the policy "
+                    f"was trained on {want[1]}x{want[2]}x{want[0]}"
+                )
             images[key] = hwc.permute(2, 0, 1).unsqueeze(0).to(self.device)  # (1, 3, H, W) uint8
         state = (
             torch.from_numpy(np.asarray(obs.state, dtype=np.float32)).unsqueeze(0).to(self.device)
