@@ -129,65 +129,77 @@ def bench_inputs(size: BenchSize, seed: int = 1) -> tuple[dict[str, np.ndarray],
     return images, state
 
 
-def time_runtime(model: Path, size: BenchSize, ticks: int, threads: int) -> dict[str, np.ndarray]:
-    """Per-step stage timings (ns) of the C++ Session in ensemble mode."""
-    from edgeact.runtime.core import Policy, PolicyParams
+class RuntimeStepper:
+    """One C++ `Session.step` per call (ensemble mode), recording its stage timings (ns)."""
 
-    policy = Policy.load(model, PolicyParams(intra_op_threads=threads, warmup_runs=3))
-    session = policy.session()
-    session.reset()
-    images, state = bench_inputs(size)
-    rows = {k: np.zeros(ticks, np.int64) for k in ("pre", "infer", "ensemble", "post", "step")}
-    for i in range(ticks):
+    STAGES = ("pre", "infer", "ensemble", "post", "step")
+
+    def __init__(self, model: Path, size: BenchSize, ticks: int, threads: int) -> None:
+        from edgeact.runtime.core import Policy, PolicyParams
+
+        self.policy = Policy.load(model, PolicyParams(intra_op_threads=threads, warmup_runs=3))
+        self.session = self.policy.session()
+        self.session.reset()
+        self.images, self.state = bench_inputs(size)
+        self.rows = {k: np.zeros(ticks, np.int64) for k in self.STAGES}
+
+    def __call__(self, i: int) -> None:
         t0 = time.perf_counter_ns()
-        command, status = session.step(images, state)
-        rows["step"][i] = time.perf_counter_ns() - t0
+        command, status = self.session.step(self.images, self.state)
+        self.rows["step"][i] = time.perf_counter_ns() - t0
         if command is None or status.is_fault:
             raise RuntimeError(f"runtime step {i} returned {status.name}")
-        t = session.last_timings
-        rows["pre"][i], rows["infer"][i] = t.pre_ns, t.infer_ns
-        rows["ensemble"][i], rows["post"][i] = t.ensemble_ns, t.post_ns
-    return rows
+        t = self.session.last_timings
+        self.rows["pre"][i], self.rows["infer"][i] = t.pre_ns, t.infer_ns
+        self.rows["ensemble"][i], self.rows["post"][i] = t.ensemble_ns, t.post_ns
 
 
-def time_eager(policy: Any, size: BenchSize, ticks: int, threads: int) -> dict[str, np.ndarray]:
-    """Per-step timings (ns) of PyTorch eager inference plus the reference ensembler, same inputs."""
-    import torch
-    from edgeact.runtime.ensemble_ref import ActionExecutor, ExecutionConfig
+class EagerStepper:
+    """One PyTorch eager step per call: HWC -> CHW tensors, `predict_chunk`, the reference ensembler."""
 
-    torch.set_num_threads(threads)
-    images, state = bench_inputs(size)
-    features = {
-        ("observation.image" if n == "image" else f"observation.images.{n}"): img for n, img in images.items()
-    }
-    cfg = policy.config
-    ex = ActionExecutor(
-        ExecutionConfig(
-            chunk_size=cfg.chunk_size,
-            action_dim=size.action_dim,
-            mode="ensemble",
-            temporal_ensemble_coeff=cfg.temporal_ensemble_coeff,
-        )
-    )
-    ex.reset()
-    rows = {k: np.zeros(ticks, np.int64) for k in ("infer", "ensemble", "step")}
-    with torch.inference_mode():
-        for _ in range(3):  # warm-up, as the runtime's warmup_runs
-            policy.predict_chunk(
-                {k: torch.from_numpy(v).permute(2, 0, 1)[None] for k, v in features.items()},
-                torch.from_numpy(state)[None],
+    def __init__(self, policy: Any, size: BenchSize, ticks: int, threads: int) -> None:
+        import torch
+        from edgeact.runtime.ensemble_ref import ActionExecutor, ExecutionConfig
+
+        torch.set_num_threads(threads)
+        self.torch, self.policy = torch, policy
+        images, state = bench_inputs(size)
+        self.features = {_feature(n): img for n, img in images.items()}  # uint8 (H, W, 3) each
+        self.state = state
+        cfg = policy.config
+        self.executor = ActionExecutor(
+            ExecutionConfig(
+                chunk_size=cfg.chunk_size,
+                action_dim=size.action_dim,
+                mode="ensemble",
+                temporal_ensemble_coeff=cfg.temporal_ensemble_coeff,
             )
-        for i in range(ticks):
+        )
+        self.executor.reset()
+        self.rows = {k: np.zeros(ticks, np.int64) for k in ("infer", "ensemble", "step")}
+        with torch.inference_mode():
+            for _ in range(3):  # warm-up, as the runtime's warmup_runs
+                self._infer()
+
+    def _infer(self) -> np.ndarray:
+        torch = self.torch
+        imgs = {
+            k: torch.from_numpy(v).permute(2, 0, 1)[None] for k, v in self.features.items()
+        }  # (1, 3, H, W)
+        return self.policy.predict_chunk(imgs, torch.from_numpy(self.state)[None]).numpy()  # (1, k, A)
+
+    def __call__(self, i: int) -> None:
+        with self.torch.inference_mode():
             t0 = time.perf_counter_ns()
-            imgs = {
-                k: torch.from_numpy(v).permute(2, 0, 1)[None] for k, v in features.items()
-            }  # (1, 3, H, W)
-            chunk = policy.predict_chunk(imgs, torch.from_numpy(state)[None]).numpy()  # (1, k, A)
+            chunk = self._infer()
             t1 = time.perf_counter_ns()
-            ex.update(chunk)
+            self.executor.update(chunk)
             t2 = time.perf_counter_ns()
-            rows["infer"][i], rows["ensemble"][i], rows["step"][i] = t1 - t0, t2 - t1, t2 - t0
-    return rows
+        self.rows["infer"][i], self.rows["ensemble"][i], self.rows["step"][i] = t1 - t0, t2 - t1, t2 - t0
+
+
+def _feature(camera: str) -> str:
+    return "observation.image" if camera == "image" else f"observation.images.{camera}"
 
 
 def time_loop(model: Path, size: BenchSize, ticks: int, rate_hz: float, threads: int) -> dict[str, Any]:
@@ -270,8 +282,12 @@ def bench_size(size: BenchSize, workdir: Path, ticks: int, threads: int, exporte
     policy, doc = build_policy(size)
     model = export_policy(policy, doc, workdir / size.name, exporter)
     export_s = time.monotonic() - t0
-    rt = time_runtime(model, size, ticks, threads)
-    eager = time_eager(policy, size, ticks, threads)
+    runtime_step = RuntimeStepper(model, size, ticks, threads)
+    eager_step = EagerStepper(policy, size, ticks, threads)
+    for i in range(ticks):  # interleaved, so that both see the same machine load
+        runtime_step(i)
+        eager_step(i)
+    rt, eager = runtime_step.rows, eager_step.rows
     overhead = rt["step"] - rt["infer"]
     res: dict[str, Any] = {
         "model": str(model),
@@ -292,7 +308,7 @@ def format_table(results: dict[str, Any]) -> str:
     lines = []
     for name, res in results["sizes"].items():
         lines.append(
-            f"\n{name}: ACT {res['params_millions']:.1f} M parameters, {results['ticks']} steps, "
+            f"\n{name}: ACT {res['params_millions']:.1f} M parameters, {res['ticks']} steps, "
             f"{results['threads']} thread(s)"
         )
         lines.append(f"  {'stage':<22} {'p50 us':>10} {'p99 us':>10} {'max us':>10}")
@@ -361,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeact-bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="short run for CI: fewer steps and loop ticks")
     p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=None, help="default: pusht arm")
-    p.add_argument("--ticks", type=int, help="timed control steps per size (default 100; quick 20)")
+    p.add_argument("--ticks", type=int, help="timed steps per size (default pusht 100, arm 20; quick 20, 5)")
     p.add_argument("--loop-ticks", type=int, help="loop ticks at 50 Hz (default 1000; quick 250; 0 skips)")
     p.add_argument("--exporter", choices=("dynamo", "legacy"), help="export-policy exporter (quick: legacy)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for both ONNX Runtime and torch")
@@ -375,12 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     sizes = args.sizes or ["pusht", "arm"]
-    ticks = args.ticks or (20 if args.quick else 100)
+    # timed steps per size: the arm's eager step takes seconds on a small CPU
+    default_ticks = {"pusht": 20, "arm": 5} if args.quick else {"pusht": 100, "arm": 20}
     exporter = args.exporter or ("legacy" if args.quick else "dynamo")
     loop_ticks = args.loop_ticks if args.loop_ticks is not None else (250 if args.quick else 1000)
     results: dict[str, Any] = {
         "quick": args.quick,
-        "ticks": ticks,
         "threads": args.threads,
         "cpu_count": os.cpu_count(),
         "exporter": exporter,
@@ -389,7 +405,9 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], dict[s
     raw: dict[str, Any] = {}
     for name in sizes:
         print(f"edgeact-bench: {name}: building, exporting and timing ...", file=sys.stderr, flush=True)
+        ticks = args.ticks or default_ticks[name]
         res = bench_size(SIZES[name], workdir, ticks, args.threads, exporter)
+        res["ticks"] = ticks
         raw[name] = res.pop("raw_step_ns")
         results["sizes"][name] = res
     model = Path(results["sizes"][sizes[0]]["model"])
