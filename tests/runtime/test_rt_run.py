@@ -155,3 +155,29 @@ def test_nan_output_safe_stops_every_episode(tmp_path: Path) -> None:
         0,
     ]  # no stale or NaN command ever reached the env
     assert summary["statuses"] == {"BAD_OUTPUT": 2}
+
+
+def test_engine_file_selects_tensorrt_backend(tmp_path: Path, model: Path, capsys) -> None:
+    """`.engine` means TensorRT: on a build without it the refusal says so (never a silent ORT fallback)."""
+    import hashlib
+
+    from edgeact.runtime.core import available_backends
+
+    engine_dir = tmp_path / "engine"
+    engine_dir.mkdir()
+    engine = engine_dir / "policy.engine"
+    engine.write_bytes(b"not a serialized engine")
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    sidecar.update(
+        format="tensorrt",
+        model_file=engine.name,
+        model_sha256=hashlib.sha256(engine.read_bytes()).hexdigest(),
+        engine={"gpu": "Orin", "compute_capability": "8.7", "tensorrt_version": "10.3"},
+    )
+    engine.with_suffix(".json").write_text(json.dumps(sidecar))
+    rc, summary = _run(tmp_path, engine)
+    assert rc == 2 and summary == {}
+    err = capsys.readouterr().err
+    assert "policy.engine" in err
+    if "tensorrt" not in available_backends():
+        assert "TensorRT" in err
