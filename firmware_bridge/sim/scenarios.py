@@ -162,6 +162,20 @@ def is_host_frame(msg: Any) -> bool:
     return cob in (cod.NMT_ID, cod.SYNC_ID) or 0x200 <= cob < 0x580 or 0x600 <= cob < 0x680
 
 
+def _quiet(counter: FrameCounter, quiet_s: float = 0.1, limit_s: float = 2.0) -> None:
+    """Wait until the listener has seen every host frame sent so far (its count stays put for `quiet_s`):
+    a listener thread that lags on a busy machine must not count frames of the stop as frames after it."""
+    deadline = time.monotonic() + limit_s
+    seen, since = counter.count(is_host_frame), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        now_seen = counter.count(is_host_frame)
+        if now_seen != seen:
+            seen, since = now_seen, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+
+
 def can_fault_run(fault: str, *, fps: float = 200.0, warmup: int = 5, max_ticks: int = 10) -> FaultResult:
     channel = f"edgeact-fault-{next(_channels)}"
     cfg = can_test_config(channel, fps=fps)
@@ -187,7 +201,7 @@ def can_fault_run(fault: str, *, fps: float = 200.0, warmup: int = 5, max_ticks:
             fps,
             inject,
             lambda: counter.count(is_host_frame),
-            lambda: time.sleep(0.01),
+            lambda: _quiet(counter),
             warmup,
             max_ticks,
             home,
