@@ -227,6 +227,11 @@ def run_realtime(
                         result.first_action_at = time.monotonic()
             except RobotError as err:
                 reason = f"robot error: {err}"
+            except ValueError as err:  # ObservationError: a frame of the wrong size, a wrong state length
+                reason = f"bad observation: {err}"
+            except BaseException as err:  # Ctrl-C or a bug: stop the robot before leaving
+                robot.safe_stop(f"{type(err).__name__}: {err}")
+                raise
         stats = loop.stats()
         timings = loop.timings()
     if reason is not None:

@@ -19,7 +19,7 @@ TARGET = (1.0, -1.0)
 class SimArm(Robot):
     """A two-joint arm that reaches each commanded position at once; its wrist camera is synthetic."""
 
-    def __init__(self, stall_after_frames: int | None = None) -> None:
+    def __init__(self, stall_after_frames: int | None = None, frame_hw: tuple[int, int] = (32, 32)) -> None:
         self._spec = RobotSpec(
             name="sim-arm",
             fps=50.0,
@@ -29,7 +29,8 @@ class SimArm(Robot):
             action_low=(-2.0, -2.0),
             action_high=(2.0, 2.0),
         )
-        cam = CameraConfig("wrist", "synthetic", 32, 32, fps=100, stall_after_frames=stall_after_frames)
+        h, w = frame_hw
+        cam = CameraConfig("wrist", "synthetic", w, h, fps=100, stall_after_frames=stall_after_frames)
         self.rig = CameraRig([cam])
         self.state = np.zeros(2, np.float32)
         self.commands: list[np.ndarray] = []
@@ -103,3 +104,12 @@ def test_stalled_camera_safe_stops_and_commands_end(model: Path) -> None:
     assert result.wall_s < 2.0  # stopped by the watchdog, not by duration_s
     # the last command predates the stall by less than the timeout plus one tick: no stale commands after it
     assert len(arm.commands) < result.ticks
+
+
+def test_wrong_frame_size_safe_stops_before_any_command(model: Path) -> None:
+    policy = core.Policy.load(model)
+    with SimArm(frame_hw=(24, 32)) as arm:  # the camera delivers 24x32, the robot promised 32x32
+        result = run_realtime(policy, arm, RuntimeConfig(robot="sim-arm", duration_s=2.0))
+    reason = result.stop_reasons[0]
+    assert reason is not None and reason.startswith("bad observation") and "wrist" in reason
+    assert arm.stop_reason == reason and arm.commands == []
