@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--no-lerobot", action="store_true", help="skip LeRobot even when it is importable")
     p.add_argument("--json", type=Path, help="write the results here")
     return p.parse_args(argv)
@@ -139,6 +140,8 @@ def time_lerobot(trainer, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:
         print(f"unknown variants {unknown}; choose from {list(VARIANTS)}", file=sys.stderr)
