@@ -162,7 +162,7 @@ def is_host_frame(msg: Any) -> bool:
     return cob in (cod.NMT_ID, cod.SYNC_ID) or 0x200 <= cob < 0x580 or 0x600 <= cob < 0x680
 
 
-def _quiet(counter: FrameCounter, quiet_s: float = 0.1, limit_s: float = 2.0) -> None:
+def wait_quiet(counter: FrameCounter, quiet_s: float = 0.1, limit_s: float = 2.0) -> None:
     """Wait until the listener has seen every host frame sent so far (its count stays put for `quiet_s`):
     a listener thread that lags on a busy machine must not count frames of the stop as frames after it."""
     deadline = time.monotonic() + limit_s
@@ -201,7 +201,7 @@ def can_fault_run(fault: str, *, fps: float = 200.0, warmup: int = 5, max_ticks:
             fps,
             inject,
             lambda: counter.count(is_host_frame),
-            lambda: _quiet(counter),
+            lambda: wait_quiet(counter),
             warmup,
             max_ticks,
             home,

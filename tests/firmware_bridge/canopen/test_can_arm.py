@@ -15,7 +15,7 @@ from edgeact.firmware_bridge.config import load_robot_config
 from edgeact.firmware_bridge.errors import BusStoppedError, HeartbeatLostError
 from edgeact.firmware_bridge.safety import StopReason
 from edgeact.firmware_bridge.sim.cia402_drive import DriveRack
-from edgeact.firmware_bridge.sim.scenarios import can_test_config, is_host_frame
+from edgeact.firmware_bridge.sim.scenarios import can_test_config, is_host_frame, wait_quiet
 from edgeact.firmware_bridge.transport import FrameCounter
 
 _n = itertools.count()
@@ -86,7 +86,7 @@ def test_heartbeat_loss_before_a_tick(rig):
     while rack.drives[1].cia402_state is not State.SWITCH_ON_DISABLED and time.monotonic() < deadline:
         time.sleep(0.005)
     assert rack.drives[1].cia402_state is State.SWITCH_ON_DISABLED
-    time.sleep(0.01)
+    wait_quiet(counter)
     before = counter.count(is_host_frame)
     with pytest.raises(BusStoppedError):
         arm.step(np.zeros(6))
