@@ -271,11 +271,13 @@ class DynamixelChainEmulator:
         fd = self._pty.master
         while not self._stop.is_set():
             ready, _, _ = select.select([fd], [], [], 0.005)
-            now = time.monotonic()
-            with self._lock:
-                for servo in self.servos.values():
-                    servo.check_watchdog(now)
             if not ready:
+                # Only an idle line can expire the watchdog: bytes already waiting arrived in time even when
+                # this thread was not scheduled to read them.
+                now = time.monotonic()
+                with self._lock:
+                    for servo in self.servos.values():
+                        servo.check_watchdog(now)
                 continue
             try:
                 data = os.read(fd, 4096)
@@ -317,8 +319,8 @@ class DynamixelChainEmulator:
         """Servos that act on a packet for `target`: the servo itself and its shadows (Secondary ID)."""
         hit = [s for s in self.servos.values() if s.id == target or s.secondary_id == target]
         for servo in hit:
-            servo.step(now, self.max_speed)
             servo.last_rx = now
+            servo.step(now, self.max_speed)
         return hit
 
     def _dispatch(self, pkt: p.Packet, now: float) -> list[tuple[float, bytes]]:
