@@ -112,3 +112,16 @@ def test_resume_on_other_action_dim_is_refused(tiny_dataset, tmp_path):
     ):
         Trainer(_cfg(other, tmp_path / "run", steps=2), resume=True)
     assert load_training_state(tmp_path / "run") == 1  # nothing overwritten
+
+
+def test_eval_every_runs_closed_loop_pusht_episodes(tmp_path):
+    from edgeact.train.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "pusht_like", episodes=1, length=12, image_hw=(96, 96))
+    cfg = _cfg(data, tmp_path / "run", steps=2, eval_every=2, eval={"episodes": 1, "max_steps": 3})
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/success_rate" in r]
+    assert len(evals) == 1 and evals[0]["step"] == 2
+    assert evals[0]["eval/n_episodes"] == 1 and evals[0]["eval/mean_steps"] == 3.0
+    assert 0.0 <= evals[0]["eval/avg_max_overlap"] <= 1.0
