@@ -230,128 +230,143 @@ void Loop::infer_thread() noexcept {
 void Loop::run() noexcept {
   Impl& m = *impl_;
   const int64_t period = static_cast<int64_t>(std::llround(1e9 / p_.rate_hz));
-  const int64_t stale_ns = static_cast<int64_t>(p_.stale_timeout_s * 1e9);
-  const bool async = s_.ensembler().params().mode == ExecMode::async;
-  Ensembler& ens = s_.ensembler();
-  InferContext& ctx = s_.context();
-  const size_t chunk_n = m.ready_chunk.size();
   int64_t deadline = mono_ns() + period;
   int64_t consecutive = 0;
   while (!stop_.load(std::memory_order_relaxed)) {
     const timespec ts = to_ts(deadline);
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
     }
-    const int64_t wake = mono_ns();
-    int64_t st_pre = 0, st_infer = 0, st_ens = 0, st_post = 0, st_write = 0;
-    Status st = Status::ok;
-
-    // Observation: the newest one wins; it stays current until a newer one arrives or it goes stale.
-    if (m.in_idx.take()) m.have_obs = true;
-    const Observation* obs = m.have_obs ? &m.in[m.in_idx.front].obs : nullptr;
-    const int64_t age = wake - (obs != nullptr ? obs->stamp_ns : m.start_ns);
-    if (age > stale_ns)
-      m.latch(obs != nullptr ? "stale observation: %.1f ms old (timeout %.1f ms)"
-                             : "no observation for %.1f ms after start (timeout %.1f ms)",
-              age / 1e6, stale_ns / 1e6);
-    int64_t t = mono_ns();
-    if (m.safe_stopped.load(std::memory_order_relaxed)) {
-      st = Status::safe_stop;
-    } else if (obs == nullptr) {
-      st = Status::no_observation;
-    } else {
-      st = s_.check(*obs);
-      if (async) {
-        const int is = m.infer_state.load(std::memory_order_acquire);
-        if (is == done || is == failed) {
-          Status got = is == done ? ens.push(m.ready_chunk.data(), m.infer_origin)
-                                  : static_cast<Status>(m.infer_status.load());
-          if (got != Status::ok) ens.cancel_request();
-          if (st == Status::ok) st = got;
-          m.inferences.fetch_add(1, std::memory_order_relaxed);
-          m.infer_state.store(idle, std::memory_order_relaxed);
-        }
-        if (st == Status::ok && m.infer_state.load(std::memory_order_relaxed) == idle && ens.wants_chunk()) {
-          m.infer_origin = ens.begin_request();
-          s_.preprocess(*obs);  // the inference thread is idle: its buffers are ours
-          const int64_t t1 = mono_ns();
-          st_pre = t1 - t;
-          m.infer_state.store(busy, std::memory_order_release);
-          sem_post(&m.sem);
-          st_infer = mono_ns() - t1;
-        } else {
-          st_pre = mono_ns() - t;
-        }
-      } else if (st == Status::ok && ens.wants_chunk()) {
-        s_.preprocess(*obs);
-        const int64_t t1 = mono_ns();
-        st_pre = t1 - t;
-        st = ctx.run();
-        if (st == Status::ok && !Session::all_finite(ctx.output(), chunk_n)) st = Status::bad_output;
-        if (st == Status::ok) st = ens.push(ctx.output(), ens.tick());
-        m.inferences.fetch_add(1, std::memory_order_relaxed);
-        st_infer = mono_ns() - t1;
-      } else {
-        st_pre = mono_ns() - t;
-      }
-    }
-    t = mono_ns();
-    const bool have = ens.update(m.action.data());
-    const int64_t t2 = mono_ns();
-    st_ens = t2 - t;
-    const Status pst = s_.post().apply(st == Status::ok && have ? m.action.data() : nullptr, m.command.data());
-    if (st == Status::ok) st = pst;
-    const int64_t t3 = mono_ns();
-    st_post = t3 - t2;
-
-    // Write: publish into the outbox.
-    const int64_t tick_index = m.ticks.load(std::memory_order_relaxed);
-    Impl::CmdSlot& slot = m.out[m.out_idx.back];
-    slot.seq = tick_index;
-    slot.tick = ens.tick() - 1;
-    slot.stamp = t3;
-    slot.status = st;
-    slot.has = s_.post().has_command();
-    std::memcpy(slot.values.data(), m.command.data(), slot.values.size() * sizeof(float));
-    m.out_idx.publish();
-    out_seq_.store(tick_index, std::memory_order_release);
-    const int64_t end = mono_ns();
-    st_write = end - t3;
-
-    if (st == Status::hold) m.holds.fetch_add(1, std::memory_order_relaxed);
-    if (is_fault(st) && st != Status::safe_stop) {
-      m.faults.fetch_add(1, std::memory_order_relaxed);
-      if (p_.stop_on_fault)
-        m.latch(st == Status::bad_observation ? "fault: bad observation (NaN/Inf state) at tick %.0f (status %.0f)"
-                : st == Status::bad_output   ? "fault: NaN/Inf in the model output at tick %.0f (status %.0f)"
-                                             : "fault: inference failed at tick %.0f (status %.0f)",
-                static_cast<double>(tick_index), static_cast<double>(static_cast<int>(st)));
-    }
-    const int64_t lateness = wake - deadline;
-    const size_t ri = static_cast<size_t>(tick_index % m.cap);
-    const int64_t vals[stage_count] = {st_pre, st_infer, st_ens, st_post, st_write, end - wake, lateness, slot.tick};
-    for (int k = 0; k < stage_count; ++k) m.rings[k][ri].store(vals[k], std::memory_order_relaxed);
-    int bin = 0;
-    while (bin + 1 < kJitterBins && lateness >= kJitterEdgesUs[bin + 1] * 1000) ++bin;
-    m.hist[bin].fetch_add(1, std::memory_order_relaxed);
-    m.ticks.store(tick_index + 1, std::memory_order_release);
-
+    const int64_t end = tick(deadline);
     // Next deadline: absolute; missed deadlines are counted and skipped, never bursted.
     deadline += period;
-    if (end > deadline) {
-      const int64_t missed = (end - deadline) / period + 1;
-      deadline += missed * period;
-      m.overruns.fetch_add(1, std::memory_order_relaxed);
-      m.skipped.fetch_add(missed, std::memory_order_relaxed);
-      ens.advance(missed);  // actions stay aligned with time
-      ++consecutive;
-      if (consecutive > m.max_consec.load(std::memory_order_relaxed)) m.max_consec.store(consecutive);
-      if (p_.max_consecutive_overruns > 0 && consecutive >= p_.max_consecutive_overruns)
-        m.latch("%.0f consecutive overruns (limit %.0f)", static_cast<double>(consecutive),
-                static_cast<double>(p_.max_consecutive_overruns));
-    } else {
+    if (end <= deadline) {
       consecutive = 0;
+      continue;
     }
+    const int64_t missed = (end - deadline) / period + 1;
+    deadline += missed * period;
+    m.overruns.fetch_add(1, std::memory_order_relaxed);
+    m.skipped.fetch_add(missed, std::memory_order_relaxed);
+    s_.ensembler().advance(missed);  // actions stay aligned with time
+    ++consecutive;
+    if (consecutive > m.max_consec.load(std::memory_order_relaxed)) m.max_consec.store(consecutive);
+    if (p_.max_consecutive_overruns > 0 && consecutive >= p_.max_consecutive_overruns)
+      m.latch("%.0f consecutive overruns (limit %.0f)", static_cast<double>(consecutive),
+              static_cast<double>(p_.max_consecutive_overruns));
   }
+}
+
+int64_t Loop::tick(int64_t deadline) noexcept {
+  Impl& m = *impl_;
+  const int64_t wake = mono_ns();
+  int64_t vals[stage_count] = {0};
+  // Observation: the newest one wins; it stays current until a newer one arrives or it goes stale.
+  if (m.in_idx.take()) m.have_obs = true;
+  const Observation* obs = m.have_obs ? &m.in[m.in_idx.front].obs : nullptr;
+  const int64_t age = wake - (obs != nullptr ? obs->stamp_ns : m.start_ns);
+  const int64_t stale_ns = static_cast<int64_t>(p_.stale_timeout_s * 1e9);
+  if (age > stale_ns)
+    m.latch(obs != nullptr ? "stale observation: %.1f ms old (timeout %.1f ms)"
+                           : "no observation for %.1f ms after start (timeout %.1f ms)",
+            age / 1e6, stale_ns / 1e6);
+  Status st = Status::ok;
+  if (m.safe_stopped.load(std::memory_order_relaxed))
+    st = Status::safe_stop;
+  else if (obs == nullptr)
+    st = Status::no_observation;
+  else
+    st = infer_stage(*obs, &vals[stage_pre], &vals[stage_infer]);
+  int64_t t = mono_ns();
+  const bool have = s_.ensembler().update(m.action.data());
+  const int64_t t2 = mono_ns();
+  vals[stage_ensemble] = t2 - t;
+  const Status pst = s_.post().apply(st == Status::ok && have ? m.action.data() : nullptr, m.command.data());
+  if (st == Status::ok) st = pst;
+  const int64_t t3 = mono_ns();
+  vals[stage_post] = t3 - t2;
+
+  // Write: publish into the outbox.
+  const int64_t tick_index = m.ticks.load(std::memory_order_relaxed);
+  Impl::CmdSlot& slot = m.out[m.out_idx.back];
+  slot.seq = tick_index;
+  slot.tick = s_.ensembler().tick() - 1;
+  slot.stamp = t3;
+  slot.status = st;
+  slot.has = s_.post().has_command();
+  std::memcpy(slot.values.data(), m.command.data(), slot.values.size() * sizeof(float));
+  m.out_idx.publish();
+  out_seq_.store(tick_index, std::memory_order_release);
+  const int64_t end = mono_ns();
+  vals[stage_write] = end - t3;
+  vals[stage_total] = end - wake;
+  vals[stage_lateness] = wake - deadline;
+  vals[stage_tick] = slot.tick;
+  record(tick_index, vals, st);
+  return end;
+}
+
+Status Loop::infer_stage(const Observation& obs, int64_t* pre_ns, int64_t* infer_ns) noexcept {
+  Impl& m = *impl_;
+  Ensembler& ens = s_.ensembler();
+  const int64_t t0 = mono_ns();
+  Status st = s_.check(obs);
+  if (ens.params().mode == ExecMode::async) {
+    // Merge a finished chunk (its origin is the tick it was requested at), then maybe start the next one.
+    const int is = m.infer_state.load(std::memory_order_acquire);
+    if (is == done || is == failed) {
+      const Status got =
+          is == done ? ens.push(m.ready_chunk.data(), m.infer_origin) : static_cast<Status>(m.infer_status.load());
+      if (got != Status::ok) ens.cancel_request();
+      if (st == Status::ok) st = got;
+      m.inferences.fetch_add(1, std::memory_order_relaxed);
+      m.infer_state.store(idle, std::memory_order_relaxed);
+    }
+    if (st != Status::ok || m.infer_state.load(std::memory_order_relaxed) != idle || !ens.wants_chunk()) {
+      *pre_ns = mono_ns() - t0;
+      return st;
+    }
+    m.infer_origin = ens.begin_request();
+    s_.preprocess(obs);  // the inference thread is idle: its buffers are ours
+    const int64_t t1 = mono_ns();
+    *pre_ns = t1 - t0;
+    m.infer_state.store(busy, std::memory_order_release);
+    sem_post(&m.sem);
+    *infer_ns = mono_ns() - t1;
+    return st;
+  }
+  if (st != Status::ok || !ens.wants_chunk()) {
+    *pre_ns = mono_ns() - t0;
+    return st;
+  }
+  s_.preprocess(obs);
+  const int64_t t1 = mono_ns();
+  *pre_ns = t1 - t0;
+  InferContext& ctx = s_.context();
+  st = ctx.run();
+  if (st == Status::ok && !Session::all_finite(ctx.output(), m.ready_chunk.size())) st = Status::bad_output;
+  if (st == Status::ok) st = ens.push(ctx.output(), ens.tick());
+  m.inferences.fetch_add(1, std::memory_order_relaxed);
+  *infer_ns = mono_ns() - t1;
+  return st;
+}
+
+void Loop::record(int64_t tick_index, const int64_t* vals, Status st) noexcept {
+  Impl& m = *impl_;
+  if (st == Status::hold) m.holds.fetch_add(1, std::memory_order_relaxed);
+  if (is_fault(st) && st != Status::safe_stop) {
+    m.faults.fetch_add(1, std::memory_order_relaxed);
+    if (p_.stop_on_fault)
+      m.latch(st == Status::bad_observation ? "fault: bad observation (NaN/Inf state) at tick %.0f (status %.0f)"
+              : st == Status::bad_output   ? "fault: NaN/Inf in the model output at tick %.0f (status %.0f)"
+                                           : "fault: inference failed at tick %.0f (status %.0f)",
+              static_cast<double>(tick_index), static_cast<double>(static_cast<int>(st)));
+  }
+  const size_t ri = static_cast<size_t>(tick_index % m.cap);
+  for (int k = 0; k < stage_count; ++k) m.rings[k][ri].store(vals[k], std::memory_order_relaxed);
+  int bin = 0;
+  while (bin + 1 < kJitterBins && vals[stage_lateness] >= kJitterEdgesUs[bin + 1] * 1000) ++bin;
+  m.hist[bin].fetch_add(1, std::memory_order_relaxed);
+  m.ticks.store(tick_index + 1, std::memory_order_release);
 }
 
 bool Loop::latest_command(Command* out) const {

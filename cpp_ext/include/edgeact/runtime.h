@@ -313,6 +313,9 @@ class Loop {
 
  private:
   void run() noexcept;
+  int64_t tick(int64_t deadline) noexcept;  // one tick; returns its end time
+  Status infer_stage(const Observation& obs, int64_t* pre_ns, int64_t* infer_ns) noexcept;
+  void record(int64_t tick_index, const int64_t* stage_values, Status status) noexcept;
   void infer_thread() noexcept;
   Session& s_;
   LoopParams p_;
