@@ -151,11 +151,6 @@ def decode(frame: bytes) -> Packet:
     return Packet(frame[4], inst, bytes(body[1:]))
 
 
-def find_header(buffer: bytes | bytearray, start: int = 0) -> int:
-    """Index of the next packet header in a byte stream, or -1."""
-    return bytes(buffer).find(HEADER, start)
-
-
 class StreamParser:
     """Incremental parser for a byte stream: `feed(data)` returns complete packets; resynchronizes on garbage.
 
