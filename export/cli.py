@@ -100,6 +100,8 @@ def export_checked(args: argparse.Namespace) -> Checked:
     from edgeact.export.wrap import ExportWrapper, run_torch
 
     policy, doc, spec = _load(args.checkpoint)
+    # torch sets up its own loggers on import; its exporter's notes (optional torchvision ops) are noise.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     opset = args.opset or (onnx_export.DEFAULT_OPSET if args.exporter == "dynamo" else 17)
     model, fold = onnx_export.export_onnx(
         policy, spec, exporter=args.exporter, opset=opset, fold=not args.no_fold
