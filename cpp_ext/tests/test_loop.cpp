@@ -3,6 +3,7 @@
 // stale observation and on consecutive overruns, and async inference merges chunks from its own thread.
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -79,18 +80,23 @@ TEST(loop_commands_equal_the_ensembler_fed_the_same_chunks) {
   Session session(model, ExecutionParams{}, PostParams{}, {});
   session.reset(nullptr);
   LoopParams lp;
-  lp.rate_hz = 200;
+  lp.rate_hz = 100;
+  lp.max_consecutive_overruns = 0;  // a loaded test machine must not trip the watchdog here
+  lp.stale_timeout_s = 5.0;
   Loop loop(session, lp);
   Obs obs;
   CHECK(loop.post_observation(obs.get()) == Status::ok);
   loop.start();
-  sleep_ms(150);
+  sleep_ms(300);
   loop.stop();
   Command cmd;
   CHECK(loop.latest_command(&cmd));
   CHECK(cmd.status == Status::ok && cmd.has_values);
   const LoopStats st = loop.stats();
-  CHECK(st.ticks >= 5 && st.inferences == st.ticks && !st.safe_stopped);
+  if (!(st.ticks >= 3 && st.inferences == st.ticks && !st.safe_stopped))
+    std::printf("  stats: ticks %lld inferences %lld reason '%s'\n", static_cast<long long>(st.ticks),
+                static_cast<long long>(st.inferences), st.safe_stop_reason.c_str());
+  CHECK(st.ticks >= 3 && st.inferences == st.ticks && !st.safe_stopped);
   // The chunk every tick sees, and the ensembler fed it at the executed ticks.
   std::vector<float> chunk(16);
   for (int j = 0; j < 8; ++j)
@@ -112,7 +118,8 @@ TEST(loop_commands_equal_the_ensembler_fed_the_same_chunks) {
 
 TEST(stale_observation_latches_safe_stop) {
   Session session(fake_model(), ExecutionParams{}, PostParams{}, {});
-  session.reset(nullptr);
+  const float initial[2] = {0.0f, 0.0f};
+  session.reset(initial);  // a command to hold even if the first tick already finds the observation stale
   LoopParams lp;
   lp.rate_hz = 200;
   lp.stale_timeout_s = 0.05;
@@ -165,15 +172,17 @@ TEST(async_loop_merges_chunks_from_the_inference_thread) {
   ExecutionParams ep;
   ep.mode = ExecMode::async;
   ep.n_action_steps = 4;
-  Session session(fake_model(3000), ep, PostParams{}, {});  // 3 ms inference at 2 ms ticks
+  Session session(fake_model(3000), ep, PostParams{}, {});  // 3 ms inference at 5 ms ticks, chunks of 40 ms
   session.reset(nullptr);
   LoopParams lp;
-  lp.rate_hz = 500;
+  lp.rate_hz = 200;
+  lp.max_consecutive_overruns = 0;
+  lp.stale_timeout_s = 5.0;
   Loop loop(session, lp);
   Obs obs;
   loop.post_observation(obs.get());
   loop.start();
-  sleep_ms(150);
+  sleep_ms(300);
   loop.stop();
   const LoopStats st = loop.stats();
   CHECK(st.inferences >= 3 && st.last_inference_ns >= 3000000);

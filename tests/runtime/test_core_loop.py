@@ -115,7 +115,7 @@ def test_fault_in_output_stops_or_is_counted(policy: Policy) -> None:
     for stop_on_fault in (True, False):
         session = policy.session()
         session.reset()
-        loop = Loop(session, LoopParams(rate_hz=200, stop_on_fault=stop_on_fault))
+        loop = Loop(session, LoopParams(rate_hz=200, stop_on_fault=stop_on_fault, max_consecutive_overruns=0))
         loop.post_observation(images, state)
         with loop:
             good = loop.wait_command(timeout_s=1.0)
@@ -145,7 +145,7 @@ def test_async_loop_merges_chunks_from_the_inference_thread(policy: Policy) -> N
     images, state = _obs(4)
     session = policy.session(ExecutionConfig(chunk_size=8, action_dim=2, mode="async", n_action_steps=4))
     session.reset()
-    with Loop(session, LoopParams(rate_hz=200, stale_timeout_s=5)) as loop:
+    with Loop(session, LoopParams(rate_hz=200, stale_timeout_s=5, max_consecutive_overruns=0)) as loop:
         cmds = _collect(loop, 0.3, post=lambda: loop.post_observation(images, state))
     stats = loop.stats()
     chunk = policy.infer(images, state)[0]
