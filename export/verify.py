@@ -145,7 +145,7 @@ def dataset_cases(
             root = resolve_dataset(name)
         except Exception:  # the recorded folder may be gone; try the dataset id (cache, mirror)
             root = resolve_dataset(dataset.get("id") or name)
-        chunks = ChunkDataset(LeRobotDataset(root), spec.chunk_size, frame_cache=False)
+        chunks = ChunkDataset(LeRobotDataset(root), spec.chunk_size, frame_cache=False, progress=False)
         idx = np.linspace(0, len(chunks) - 1, num=min(count, len(chunks))).astype(np.int64)
         batch = chunks.get_batch(idx)
     except Exception as err:  # any failure here only means "no real frames": random inputs still run
