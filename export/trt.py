@@ -48,6 +48,7 @@ TRT_FP16_TOLERANCE = 2e-2
 TRT_PARITY_INPUTS = 4
 CU_ATTR_CC_MAJOR, CU_ATTR_CC_MINOR = 75, 76  # CUdevice_attribute (CUDA driver API)
 _H2D, _D2H = 1, 2  # cudaMemcpyKind
+_TRT_LOGGER: Any = None
 
 
 def target_instructions(source: str, output: str, *, fp16: bool, workspace_mb: int, cache: str | None) -> str:
@@ -100,7 +101,16 @@ def require_tensorrt(args_like: dict[str, Any]) -> Any:
     return trt
 
 
+def _logger(trt: Any) -> Any:
+    """One TensorRT logger for builder and runtime (TensorRT warns when they differ)."""
+    global _TRT_LOGGER
+    if _TRT_LOGGER is None:
+        _TRT_LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _TRT_LOGGER
+
+
 def _cuda_lib(names: list[str]) -> ctypes.CDLL:
+    names = [*names, *(f"/usr/local/cuda/lib64/{n}" for n in names)]  # JetPack's CUDA may be off the ld path
     for name in names:
         try:
             return ctypes.CDLL(name)
@@ -140,7 +150,7 @@ def build_engine(
     trt: Any, onnx_bytes: bytes, *, fp16: bool, workspace_mb: int, timing_cache: Path | None
 ) -> bytes:
     """Parse the ONNX graph and build a serialized engine (TensorRT 8.6+ Python API)."""
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _logger(trt)
     builder = trt.Builder(logger)
     flags = 0
     if int(trt.__version__.split(".")[0]) < 10:  # explicit batch is the only mode from TensorRT 10 on
@@ -174,7 +184,7 @@ class EngineRunner:
         self._cudart.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
         self._cudart.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         self._cudart.cudaFree.argtypes = [ctypes.c_void_p]
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        runtime = trt.Runtime(_logger(trt))
         self.engine = runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
             raise TensorRTBuildError("TensorRT cannot deserialize the engine it just built")
@@ -298,6 +308,7 @@ def export_engine_cli(args: Any) -> Path:
         graph_sha256=onnx_doc["graph_sha256"],
         parity={**report.to_json(), "onnx": onnx_doc.get("parity")},
         engine=engine,
+        quantization=onnx_doc.get("quantization"),
     )
     model_path, json_path = write_artifact(out, engine_bytes, sidecar)
     print(f"wrote {model_path} for {engine['gpu']} (sm {engine['compute_capability']}) and {json_path}")

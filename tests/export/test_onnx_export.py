@@ -157,3 +157,26 @@ def test_runtime_reader_accepts_the_artifact(exported: Path, tiny) -> None:
     assert [c.input_name for c in art.cameras] == list(tiny.cameras)
     assert (art.state_dim, art.action_dim) == (tiny.state_dim, tiny.action_dim)
     assert art.model_sha256 == json.loads(exported.with_suffix(".json").read_text())["model_sha256"]
+
+
+def test_onnx_artifact_as_engine_source(exported: Path, tmp_path: Path) -> None:
+    """What `--format trt` reads on the target: the graph, checked against the hash in its own metadata."""
+    from types import SimpleNamespace
+
+    from edgeact.export.artifact import spec_from_sidecar
+    from edgeact.export.errors import CheckpointError
+    from edgeact.export.trt import _onnx_source
+
+    data, doc = _onnx_source(SimpleNamespace(checkpoint=exported))
+    assert data == exported.read_bytes()
+    assert spec_from_sidecar(doc, where="test").input_names == [i["name"] for i in doc["inputs"]]
+    model = onnx.load(exported)
+    model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))  # tampered weights
+    tampered = tmp_path / "policy.onnx"
+    onnx.save(model, tampered)
+    with pytest.raises(CheckpointError, match="graph_sha256"):
+        _onnx_source(SimpleNamespace(checkpoint=tampered))
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="not an ONNX model"):
+        _onnx_source(SimpleNamespace(checkpoint=garbage))
