@@ -209,7 +209,7 @@ def import_lerobot_act(
         if key in feats and given.get("names") is not None:
             feats[key]["names"] = given["names"]
 
-    policy = ACTPolicy(cfg, feats, stats)
+    policy = ACTPolicy(cfg, feats, stats, load_pretrained_backbone=False)
     model_state = {k: v for k, v in weights.items() if not k.startswith(_OLD_BUFFER_PREFIXES)}
     ours = {k for k in policy.state_dict() if k.startswith("model.")}
     missing, unexpected = sorted(ours - set(model_state)), sorted(set(model_state) - ours)

@@ -106,7 +106,7 @@ def parse_features(features: Mapping[str, Mapping[str, Any]]) -> PolicyIO:
 class ACT(nn.Module):
     """The network on normalized inputs: images (B, 3, H, W) float per camera, state (B, S) -> (B, k, A)."""
 
-    def __init__(self, config: ACTConfig, io: PolicyIO) -> None:
+    def __init__(self, config: ACTConfig, io: PolicyIO, load_pretrained_backbone: bool = True) -> None:
         super().__init__()
         self.config = config
         d = config.dim_model
@@ -121,7 +121,7 @@ class ACT(nn.Module):
             self.register_buffer("vae_encoder_pos_enc", sine_pos_embed_1d(n_vae_tokens, d).unsqueeze(0))
         if io.image_shapes:
             self.backbone = ResNet18Backbone(config.replace_final_stride_with_dilation)
-            if config.pretrained_backbone_weights:
+            if config.pretrained_backbone_weights and load_pretrained_backbone:
                 load_resnet18_weights(self.backbone, config.pretrained_backbone_weights)
             self.encoder_img_feat_input_proj = nn.Conv2d(self.backbone.out_channels, d, kernel_size=1)
         self.encoder = ACTEncoder(config, config.n_encoder_layers)
@@ -137,7 +137,6 @@ class ACT(nn.Module):
         self.action_head = nn.Linear(d, io.action_dim)
         # Image-token position embeddings depend only on the feature-map size: fixed per camera, not saved
         # (recomputed from the features), and a constant in an exported graph.
-        self.n_cameras = len(io.image_shapes)
         for i, (_, h, w) in enumerate(io.image_shapes.values()):
             fh, fw = self.backbone.feature_size(h, w)
             self.register_buffer(f"_cam_pos_embed_{i}", sine_pos_embed_2d(fh, fw, d), persistent=False)
@@ -229,7 +228,9 @@ class ACTPolicy(nn.Module):
     `features`: info.json-style dict (`dtype`, `shape`, `names`) holding the cameras, `observation.state`,
     optionally `observation.environment_state`, and `action`; other features are ignored. `stats`: feature ->
     {"mean", "std", ...} lists (images per channel, in 0..1 units); `None` leaves placeholder buffers for a
-    state dict to fill (checkpoint and LeRobot loaders).
+    state dict to fill (checkpoint and LeRobot loaders). `load_pretrained_backbone=False` skips reading
+    `config.pretrained_backbone_weights` (a loader that restores every weight from a checkpoint passes it,
+    so the file need not exist where the checkpoint is used).
     """
 
     def __init__(
@@ -237,6 +238,8 @@ class ACTPolicy(nn.Module):
         config: ACTConfig,
         features: Mapping[str, Mapping[str, Any]],
         stats: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        load_pretrained_backbone: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(config, ACTConfig):
@@ -250,7 +253,7 @@ class ACTPolicy(nn.Module):
             {k: v for k, v in vectors.items() if v is not None},
             stats,
         )
-        self.model = ACT(config, self.io)
+        self.model = ACT(config, self.io, load_pretrained_backbone)
 
     @classmethod
     def from_stats(
