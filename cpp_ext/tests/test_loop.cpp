@@ -3,7 +3,10 @@
 // stale observation and on consecutive overruns, and async inference merges chunks from its own thread.
 #include <chrono>
 #include <cmath>
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <cstring>
 #include <thread>
 
@@ -11,6 +14,16 @@
 #include "harness.h"
 
 using namespace edgeact::rt;
+
+// Every C++ heap allocation in the process is counted, to check that ticks allocate nothing.
+static std::atomic<long> g_allocations{0};
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -189,6 +202,39 @@ TEST(async_loop_merges_chunks_from_the_inference_thread) {
   CHECK(!st.safe_stopped);
   Command cmd;
   CHECK(loop.latest_command(&cmd) && cmd.status == Status::ok);
+}
+
+TEST(ticks_do_not_allocate) {
+  for (ExecMode mode : {ExecMode::ensemble, ExecMode::chunk, ExecMode::async}) {
+    ExecutionParams ep;
+    ep.mode = mode;
+    ep.n_action_steps = 4;
+    ep.latency_ticks = mode == ExecMode::async ? 2 : 0;
+    Session session(fake_model(), ep, PostParams{}, {});
+    session.reset(nullptr);
+    Obs obs;
+    float cmd[2];
+    const long before = g_allocations.load();
+    for (int i = 0; i < 50; ++i) session.step(obs.get(), cmd, nullptr);
+    CHECK(g_allocations.load() == before);  // Session::step
+    LoopParams lp;
+    lp.rate_hz = 1000;
+    lp.max_consecutive_overruns = 0;
+    lp.stale_timeout_s = 5.0;
+    Loop loop(session, lp);
+    loop.post_observation(obs.get());
+    loop.start();
+    sleep_ms(20);  // threads are up; from here on only the ticks (and the inference thread) run
+    const int64_t ticks0 = loop.stats().ticks;  // stats() may allocate: called outside the window
+    const long start = g_allocations.load();
+    sleep_ms(100);
+    const long during = g_allocations.load() - start;
+    const int64_t ticks = loop.stats().ticks - ticks0;
+    loop.stop();
+    CHECK(ticks > 10);
+    CHECK(during == 0);
+    if (during != 0) std::printf("  %ld allocations in %lld ticks\n", during, static_cast<long long>(ticks));
+  }
 }
 
 TEST(loop_params_are_validated) {
