@@ -45,7 +45,8 @@ void init_onnxruntime(const std::string& library_path) {
   std::lock_guard<std::mutex> lock(g_init_mutex);
   if (g_ready.load()) return;
   void* lib = dlopen(library_path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) throw std::runtime_error("cannot load the ONNX Runtime library " + library_path + ": " + dlerror());
+  if (lib == nullptr)
+    throw std::runtime_error("cannot load the ONNX Runtime library " + library_path + ": " + dlerror());
   using GetApiBase = const OrtApiBase* (*)();
   auto get = reinterpret_cast<GetApiBase>(dlsym(lib, "OrtGetApiBase"));
   if (get == nullptr) throw std::runtime_error(library_path + " has no OrtGetApiBase symbol");
@@ -57,7 +58,8 @@ void init_onnxruntime(const std::string& library_path) {
                              std::to_string(ORT_API_VERSION));
   Ort::InitApi(api);
   g_ready.store(true);
-  log_message(LogLevel::debug, std::string("ONNX Runtime ") + base->GetVersionString() + " loaded from " + library_path);
+  log_message(LogLevel::debug,
+              std::string("ONNX Runtime ") + base->GetVersionString() + " loaded from " + library_path);
 }
 
 bool onnxruntime_ready() noexcept { return g_ready.load(); }
@@ -144,7 +146,8 @@ class OrtModel final : public Model {
     auto find = [&](const std::vector<std::string>& names, const std::string& n, const char* what) {
       for (size_t i = 0; i < names.size(); ++i)
         if (names[i] == n) return i;
-      throw std::runtime_error(path_ + ": the graph has no " + what + " named '" + n + "' (policy.json inputs/outputs)");
+      throw std::runtime_error(path_ + ": the graph has no " + what + " named '" + n +
+                               "' (policy.json inputs/outputs)");
     };
     size_t expected_inputs = spec_.cameras.size() + (spec_.state_dim > 0 ? 1 : 0);
     if (inputs.size() != expected_inputs)

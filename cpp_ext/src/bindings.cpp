@@ -39,7 +39,8 @@ struct ObsViews {
   Observation obs;
   ObsViews(const std::vector<U8Array>& f, const F32Array& s, int64_t stamp) : frames(f), state(s) {
     for (const auto& a : frames) {
-      if (a.ndim() != 3) throw py::value_error("frames must be (H, W, C) uint8 arrays, got ndim " + std::to_string(a.ndim()));
+      if (a.ndim() != 3)
+        throw py::value_error("frames must be (H, W, C) uint8 arrays, got ndim " + std::to_string(a.ndim()));
       views.push_back(ImageView{a.data(), static_cast<int>(a.shape(0)), static_cast<int>(a.shape(1)),
                                 static_cast<int>(a.shape(2))});
     }
@@ -58,19 +59,26 @@ py::object to_array_or_none(bool has, const float* data, int n) {
 
 const float* chunk_ptr(const F32Array& chunk, const Ensembler& e) {
   const py::ssize_t n = static_cast<py::ssize_t>(e.chunk_size()) * e.action_dim();
-  if (chunk.size() != n) throw py::value_error("chunk must have chunk_size * action_dim = " + std::to_string(n) + " values");
+  if (chunk.size() != n)
+    throw py::value_error("chunk must have chunk_size * action_dim = " + std::to_string(n) + " values");
   return chunk.data();
 }
 
 py::tuple command_tuple(const Command& c) {
-  return py::make_tuple(c.seq, c.tick, to_array_or_none(c.has_values, c.values.data(), static_cast<int>(c.values.size())),
+  const int n = static_cast<int>(c.values.size());
+  return py::make_tuple(c.seq, c.tick, to_array_or_none(c.has_values, c.values.data(), n),
                         static_cast<int>(c.status), c.stamp_ns);
 }
 
 void bind_params(py::module_& m) {
   py::enum_<Layout>(m, "Layout").value("NHWC", Layout::nhwc).value("NCHW", Layout::nchw);
-  py::enum_<BackendKind>(m, "BackendKind").value("ONNXRUNTIME", BackendKind::onnxruntime).value("TENSORRT", BackendKind::tensorrt);
-  py::enum_<ExecMode>(m, "ExecMode").value("ENSEMBLE", ExecMode::ensemble).value("CHUNK", ExecMode::chunk).value("ASYNC", ExecMode::async);
+  py::enum_<BackendKind>(m, "BackendKind")
+      .value("ONNXRUNTIME", BackendKind::onnxruntime)
+      .value("TENSORRT", BackendKind::tensorrt);
+  py::enum_<ExecMode>(m, "ExecMode")
+      .value("ENSEMBLE", ExecMode::ensemble)
+      .value("CHUNK", ExecMode::chunk)
+      .value("ASYNC", ExecMode::async);
   py::class_<CameraInput>(m, "CameraInput")
       .def(py::init<>())
       .def_readwrite("name", &CameraInput::name)
@@ -135,7 +143,8 @@ void bind_pieces(py::module_& m) {
       .def_property_readonly("in_flight", &Ensembler::in_flight);
   py::class_<PostProcessor>(m, "PostProcessor")
       .def(py::init<int, const PostParams&>())
-      .def("reset", [](PostProcessor& p, std::optional<F32Array> initial) { p.reset(initial ? initial->data() : nullptr); },
+      .def("reset",
+           [](PostProcessor& p, std::optional<F32Array> initial) { p.reset(initial ? initial->data() : nullptr); },
            py::arg("initial") = py::none())
       .def("apply", [](PostProcessor& p, std::optional<F32Array> action) {
         const int a = p.action_dim();
@@ -175,7 +184,8 @@ void bind_model(py::module_& m) {
         auto ctx = model.create_context();
         for (size_t c = 0; c < spec.cameras.size(); ++c) {
           const auto& cam = spec.cameras[c];
-          if (ov.views[c].channels != cam.channels) throw py::value_error("infer: wrong channel count for camera " + cam.name);
+          if (ov.views[c].channels != cam.channels)
+            throw py::value_error("infer: wrong channel count for camera " + cam.name);
           FrameResizer(ov.views[c].height, ov.views[c].width, cam.height, cam.width, cam.channels, cam.layout)
               .run(ov.views[c].data, ctx->image_input(static_cast<int>(c)));
         }
@@ -201,7 +211,8 @@ void bind_session(py::module_& m) {
              return std::make_unique<Session>(model, e, p, fs);
            }))
       .def("reset", [](Session& s, std::optional<F32Array> initial) {
-        if (initial && initial->size() != s.model().spec().action_dim) throw py::value_error("initial_command has the wrong length");
+        if (initial && initial->size() != s.model().spec().action_dim)
+          throw py::value_error("initial_command has the wrong length");
         s.reset(initial ? initial->data() : nullptr);
       }, py::arg("initial") = py::none())
       .def("step", [](Session& s, const std::vector<U8Array>& frames, const F32Array& state) {
@@ -227,7 +238,8 @@ void bind_loop(py::module_& m) {
       .def("start", &Loop::start)
       .def("stop", &Loop::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("running", &Loop::running)
-      .def("post_observation", [](Loop& loop, const std::vector<U8Array>& frames, const F32Array& state, int64_t stamp) {
+      .def("post_observation", [](Loop& loop, const std::vector<U8Array>& frames, const F32Array& state,
+                                  int64_t stamp) {
         ObsViews ov(frames, state, stamp);
         py::gil_scoped_release nogil;
         return static_cast<int>(loop.post_observation(ov.obs));

@@ -42,7 +42,9 @@ struct TripleIndex {
   std::atomic<uint32_t> mid{1};
   int back = 0, front = 2;
   void reset() noexcept { mid.store(1), back = 0, front = 2; }
-  void publish() noexcept { back = static_cast<int>(mid.exchange(static_cast<uint32_t>(back) | 4u, std::memory_order_acq_rel) & 3u); }
+  void publish() noexcept {
+    back = static_cast<int>(mid.exchange(static_cast<uint32_t>(back) | 4u, std::memory_order_acq_rel) & 3u);
+  }
   bool take() noexcept {  // true when a new slot became the front
     if ((mid.load(std::memory_order_acquire) & 4u) == 0) return false;
     front = static_cast<int>(mid.exchange(static_cast<uint32_t>(front), std::memory_order_acq_rel) & 3u);
@@ -145,7 +147,8 @@ void Loop::start() {
     m.last_read.seq = -1;
   }
   for (auto& h : m.hist) h.store(0);
-  for (auto* c : {&m.ticks, &m.overruns, &m.skipped, &m.inferences, &m.holds, &m.faults, &m.max_consec, &m.last_infer_ns})
+  for (auto* c :
+       {&m.ticks, &m.overruns, &m.skipped, &m.inferences, &m.holds, &m.faults, &m.max_consec, &m.last_infer_ns})
     c->store(0);
   m.safe_stopped.store(false);
   m.reason[0] = '\0';
@@ -174,7 +177,8 @@ void Loop::start() {
       if (c >= 0 && c < CPU_SETSIZE) CPU_SET(c, &set);
     const int err = pthread_setaffinity_np(thread_.native_handle(), sizeof(set), &set);
     if (err != 0)
-      m.warnings.push_back(std::string("CPU affinity refused (") + std::strerror(err) + "); the loop thread is not pinned");
+      m.warnings.push_back(std::string("CPU affinity refused (") + std::strerror(err) +
+                           "); the loop thread is not pinned");
   }
   for (const auto& w : m.warnings) log_message(LogLevel::warning, "loop: " + w);
 }

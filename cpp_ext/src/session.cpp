@@ -39,7 +39,8 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelSpe
   validate(spec);
   if (params.intra_op_threads < 0 || params.warmup_runs < 0)
     throw std::invalid_argument("model params: intra_op_threads and warmup_runs must be >= 0");
-  if (!std::ifstream(path, std::ios::binary).good()) throw std::runtime_error("model file not found or unreadable: " + path);
+  if (!std::ifstream(path, std::ios::binary).good())
+    throw std::runtime_error("model file not found or unreadable: " + path);
   if (params.backend == BackendKind::onnxruntime) return detail::load_onnxruntime(path, spec, params);
 #ifdef EDGEACT_WITH_TENSORRT
   return detail::load_tensorrt(path, spec, params);
@@ -110,7 +111,8 @@ Status Session::check(const Observation& obs) const noexcept {
 }
 
 void Session::preprocess(const Observation& obs) noexcept {
-  for (size_t c = 0; c < resizers_.size(); ++c) resizers_[c].run(obs.images[c].data, ctx_->image_input(static_cast<int>(c)));
+  for (size_t c = 0; c < resizers_.size(); ++c)
+    resizers_[c].run(obs.images[c].data, ctx_->image_input(static_cast<int>(c)));
   const int s = model_->spec().state_dim;
   if (s > 0) std::memcpy(ctx_->state_input(), obs.state, sizeof(float) * s);
 }
