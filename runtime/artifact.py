@@ -168,6 +168,9 @@ def parse_artifact(data: Any, where: Path) -> PolicyArtifact:
     if resize != "bilinear_half_pixel":
         raise root.fail("image_resize", f"must be 'bilinear_half_pixel', got {resize!r}")
 
+    norm = root.child("normalization", root.get("normalization", dict, {"inside_graph": True}))
+    if norm.get("inside_graph", bool, True) is not True:
+        raise norm.fail("inside_graph", "must be true: the runtime feeds raw sensor units to the graph")
     cameras, state_input, state_dim = _parse_inputs(root, state_names)
     output_name, action_dim = _parse_output(root, chunk_size, action_names)
     exec_block = root.get("execution", dict, {})

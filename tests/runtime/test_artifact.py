@@ -70,6 +70,7 @@ def _edit(model_path: Path, tmp_path: Path, edit) -> Path:
         (lambda d: d.update(action_names=["a"]), r"outputs\[0\]\.shape"),
         (lambda d: d.update(execution={"mode": "later"}), "execution"),
         (lambda d: d.update(state_names="s0"), "state_names"),
+        (lambda d: d["normalization"].update(inside_graph=False), r"normalization\.inside_graph"),
     ],
 )
 def test_errors_name_file_and_field(model_path: Path, tmp_path: Path, edit, field: str) -> None:

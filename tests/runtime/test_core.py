@@ -221,3 +221,10 @@ def test_engine_without_tensorrt(tmp_path: Path, model_path: Path) -> None:
     path.with_suffix(".json").write_text(json.dumps(side))
     with pytest.raises(ModelLoadError, match="TensorRT"):
         Policy.load(path)
+
+
+def test_status_names_mirror_the_core() -> None:
+    from edgeact.runtime import _core
+
+    for status in Status:
+        assert _core.status_name(int(status)) == status.name.lower()
