@@ -275,7 +275,10 @@ def load_policy(path: str | Path, *, device: str | torch.device = "cpu") -> tupl
         cfg = build_dataclass(ACTConfig, doc["policy"], "policy.")
     except ValueError as err:
         raise CheckpointError(f"{ckpt / CONFIG_FILE}: {err}") from err
-    policy = ACTPolicy(cfg, doc["dataset"]["features"], doc["dataset"]["stats"])
+    # The checkpoint holds every weight: never reread a pretrained-backbone file that may not exist here.
+    policy = ACTPolicy(
+        cfg, doc["dataset"]["features"], doc["dataset"]["stats"], load_pretrained_backbone=False
+    )
     load_weights(policy, ckpt)
     policy.to(device).eval()
     return policy, doc
