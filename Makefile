@@ -42,6 +42,7 @@ cpp-test: install
 	cd build/ctest && ctest --output-on-failure
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory cpp-test
 	$(VENV)/bin/pytest
 

@@ -20,7 +20,9 @@ def test_no_generic_top_level_modules(tmp_path):
         "import importlib.util as u; "
         "print([n for n in ('train', 'runtime', 'export', 'firmware_bridge', 'configs') if u.find_spec(n)])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert out.stdout.strip() == "[]"
 
 
