@@ -5,6 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The venv's cmake and ninja come first.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 SHARED_DATASETS ?= $(abspath ../shared/datasets)
 # An offline mirror of public datasets (see docs/datasets.md); used when the folder exists.
 export EDGEACT_DATASET_MIRROR ?= $(if $(wildcard $(SHARED_DATASETS)),$(SHARED_DATASETS),)
@@ -36,6 +38,7 @@ install: $(EXT_STAMP)
 build: $(EXT_STAMP)
 
 cpp-test: install
+	mkdir -p build
 	cmake -S . -B build/ctest -G Ninja -DCMAKE_BUILD_TYPE=Release -DEDGEACT_BUILD_TESTS=ON \
 	  -DPython_EXECUTABLE=$(abspath $(PY)) > build/ctest.log 2>&1 || { cat build/ctest.log; exit 1; }
 	cmake --build build/ctest --parallel 2 >> build/ctest.log 2>&1 || { cat build/ctest.log; exit 1; }
