@@ -57,7 +57,8 @@ bench: install
 	$(VENV)/bin/edgeact-bench --json $(DEMO_DIR)/bench.json
 
 demo: install
-	$(VENV)/bin/train-act --dataset pusht --steps $(DEMO_STEPS) --output $(DEMO_DIR)/train
+	$(VENV)/bin/train-act --dataset pusht --steps $(DEMO_STEPS) --output $(DEMO_DIR)/train \
+	  $(if $(wildcard $(DEMO_DIR)/train/checkpoints/last),--resume,)
 	$(VENV)/bin/export-policy $(DEMO_DIR)/train/checkpoints/last --format onnx --output $(DEMO_DIR)/policy.onnx
 	$(VENV)/bin/rt-run --robot pusht-sim --model $(DEMO_DIR)/policy.onnx --episodes $(DEMO_EPISODES) --seed 0 \
 	  --json $(DEMO_DIR)/rt_run.json
