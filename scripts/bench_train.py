@@ -6,8 +6,9 @@
 One "step" is what the training loop does per step: fetch the batch (frame cache), forward, backward, gradient
 clipping and the AdamW update. It times the precision/layout variants of the loop (fp32 or bf16 autocast,
 contiguous or channels-last) and, when the `lerobot` package is importable, LeRobot's ACT at the same config
-on the same batches in the same process, and prints the ratio. Only ratios measured in one run mean anything
-on a shared machine.
+on the same batches in the same process, and prints the ratio. All models are built first and then stepped in
+turn (one step of each per round, the order rotating every round), so every one sees the same machine load;
+only ratios measured in one run mean anything on a shared machine.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def synthetic_pusht(root: Path) -> Path:
     return make_synthetic_dataset(root, episodes=4, length=60, image_hw=(96, 96), state_dim=2, action_dim=2)
 
 
-def time_variant(dataset: str, args: argparse.Namespace, overrides: dict, workdir: Path) -> dict:
+def build_variant(dataset: str, args: argparse.Namespace, overrides: dict, workdir: Path):
+    """A Trainer for one variant and a `step(i) -> seconds` that runs one loop step (batch fetch included)."""
     from edgeact.train.loop import Trainer
     from edgeact.train.train_config import load_train_config
 
@@ -74,26 +76,26 @@ def time_variant(dataset: str, args: argparse.Namespace, overrides: dict, workdi
     )
     trainer = Trainer(cfg)
     trainer.policy.train()
-    times = []
-    for step in range(args.warmup + args.steps):
+    last: dict = {}
+
+    def step(i: int) -> float:
         t0 = time.perf_counter()
-        idx, batch = trainer._load(step)
+        idx, batch = trainer._load(i)
         metrics, _ = trainer.train_step(batch, idx, False)
-        times.append(time.perf_counter() - t0)
-    dt = float(np.median(times[args.warmup :]))
-    n_params = sum(p.numel() for p in trainer.policy.parameters())
-    return {
-        "s_per_step": dt,
-        "samples_per_s": args.batch_size / dt,
-        "loss": metrics["loss"],
-        "params": n_params,
+        last["loss"] = metrics["loss"]
+        return time.perf_counter() - t0
+
+    info = {
+        "params": sum(p.numel() for p in trainer.policy.parameters()),
         "config": {"policy": vars(cfg.policy), "bf16": cfg.bf16, "channels_last": cfg.channels_last},
-        "_trainer": trainer,
+        "_last": last,
     }
+    return trainer, step, info
 
 
-def time_lerobot(trainer, args: argparse.Namespace) -> dict:
-    """LeRobot's ACT (lerobot 0.4.x) built from our config, trained on our batches (fp32, as LeRobot does)."""
+def build_lerobot(trainer, args: argparse.Namespace):
+    """LeRobot's ACT (lerobot 0.4.x) built from our config, trained on our batches (fp32, as LeRobot does);
+    returns a `step(i) -> seconds` and its info."""
     try:
         import torchvision  # noqa: F401  (LeRobot's ACT takes its ResNet18 from torchvision)
     except (ImportError, RuntimeError):
@@ -128,24 +130,41 @@ def time_lerobot(trainer, args: argparse.Namespace) -> dict:
     policy = LRPolicy(lr_cfg)
     policy.train()
     opt = torch.optim.AdamW(policy.parameters(), lr=trainer.cfg.lr, weight_decay=trainer.cfg.weight_decay)
-    times = []
-    for step in range(args.warmup + args.steps):
+    last: dict = {}
+
+    def step(i: int) -> float:
         t0 = time.perf_counter()
-        _, batch = trainer._load(step)
-        # LeRobot's processors hand the model float images in 0..1 and normalized vectors; the same work here.
-        lb = {k: (v.float() / 255.0 if v.dtype == torch.uint8 else v) for k, v in batch.items()}
+        _, batch = trainer._load(i)
+        # LeRobot's processors hand the model float images in 0..1 (contiguous NCHW); state and action go in
+        # unnormalized (its loss is then large, the compute is the same; edgeact normalizes inside the model).
+        lb = {k: (v.float().contiguous() / 255.0 if v.dtype == torch.uint8 else v) for k, v in batch.items()}
         loss, _ = policy.forward(lb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), trainer.cfg.grad_clip or 10.0)
         opt.step()
-        times.append(time.perf_counter() - t0)
-    dt = float(np.median(times[args.warmup :]))
-    return {
-        "s_per_step": dt,
-        "samples_per_s": args.batch_size / dt,
-        "params": sum(p.numel() for p in policy.parameters()),
-    }
+        last["loss"] = float(loss.detach())
+        return time.perf_counter() - t0
+
+    return step, {"params": sum(p.numel() for p in policy.parameters()), "_last": last}
+
+
+def run_interleaved(runners: dict, args: argparse.Namespace) -> dict[str, dict]:
+    """One step of each runner per round, the starting runner rotating; medians over the timed rounds."""
+    names = list(runners)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(args.warmup + args.steps):
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            times[name].append(runners[name][0](i))
+    rows = {}
+    for name in names:
+        info = runners[name][1]
+        dt = float(np.median(times[name][args.warmup :]))
+        rows[name] = {"s_per_step": dt, "samples_per_s": args.batch_size / dt, "steps_s": times[name]}
+        rows[name].update({k: v for k, v in info.items() if not k.startswith("_")})
+        rows[name]["loss"] = info["_last"].get("loss")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,22 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         workdir = Path(tmp)
         dataset = args.dataset or str(synthetic_pusht(workdir / "pusht_synthetic"))
-        trainer = None
+        runners: dict = {}
+        plain = None  # a trainer with contiguous batches feeds LeRobot's ACT
         for name in args.variants.split(","):
-            row = time_variant(dataset, args, VARIANTS[name], workdir)
-            trainer = row.pop("_trainer")
-            rows[name] = row
-            print(
-                f"{name:22s} {row['s_per_step']:.3f} s/step  {row['samples_per_s']:6.2f} samples/s",
-                flush=True,
-            )
+            trainer, step, info = build_variant(dataset, args, VARIANTS[name], workdir)
+            runners[name] = (step, info)
+            plain = trainer if plain is None or not trainer.cfg.channels_last else plain
         if not args.no_lerobot:
             try:
                 import lerobot  # noqa: F401
             except ImportError:
                 print("lerobot is not importable here: LeRobot's ACT not timed (no ratio)")
             else:
-                rows["lerobot"] = time_lerobot(trainer, args)
+                runners["lerobot"] = build_lerobot(plain, args)
+        rows = run_interleaved(runners, args)
     _report(rows, args)
     return 0
 
