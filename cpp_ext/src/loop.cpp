@@ -98,6 +98,16 @@ struct Loop::Impl {
     std::snprintf(reason, sizeof(reason), fmt, a, b);
     safe_stopped.store(true, std::memory_order_release);
   }
+  void latch_fault(Status st, int64_t tick_index) noexcept {
+    if (safe_stopped.load(std::memory_order_relaxed)) return;
+    const char* what = st == Status::bad_observation ? "NaN/Inf in the observation"
+                       : st == Status::bad_output    ? "NaN/Inf in the model output"
+                       : st == Status::backend_error ? "inference failed"
+                                                     : "invalid API use";
+    std::snprintf(reason, sizeof(reason), "fault %s: %s at tick %lld", status_name(st), what,
+                  static_cast<long long>(tick_index));
+    safe_stopped.store(true, std::memory_order_release);
+  }
 };
 
 Loop::Loop(Session& session, const LoopParams& params) : s_(session), p_(params), impl_(std::make_unique<Impl>()) {
@@ -362,11 +372,7 @@ void Loop::record(int64_t tick_index, const int64_t* vals, Status st) noexcept {
   if (st == Status::hold) m.holds.fetch_add(1, std::memory_order_relaxed);
   if (is_fault(st) && st != Status::safe_stop) {
     m.faults.fetch_add(1, std::memory_order_relaxed);
-    if (p_.stop_on_fault)
-      m.latch(st == Status::bad_observation ? "fault: bad observation (NaN/Inf state) at tick %.0f (status %.0f)"
-              : st == Status::bad_output   ? "fault: NaN/Inf in the model output at tick %.0f (status %.0f)"
-                                           : "fault: inference failed at tick %.0f (status %.0f)",
-              static_cast<double>(tick_index), static_cast<double>(static_cast<int>(st)));
+    if (p_.stop_on_fault) m.latch_fault(st, tick_index);
   }
   const size_t ri = static_cast<size_t>(tick_index % m.cap);
   for (int k = 0; k < stage_count; ++k) m.rings[k][ri].store(vals[k], std::memory_order_relaxed);

@@ -162,7 +162,32 @@ TEST(consecutive_overruns_are_skipped_and_stop) {
   loop.stop();
   const LoopStats st = loop.stats();
   CHECK(st.overruns >= 4 && st.skipped_ticks >= 3 * st.overruns);
-  CHECK(st.safe_stopped && st.safe_stop_reason.find("consecutive overruns") != std::string::npos);
+  CHECK(st.safe_stopped && st.safe_stop_reason == "4 consecutive overruns (limit 4)");
+}
+
+TEST(a_fault_latches_safe_stop_with_the_status_name) {
+  for (const bool nan_state : {true, false}) {
+    Session session(fake_model(), ExecutionParams{}, PostParams{}, {});
+    session.reset(nullptr);
+    LoopParams lp;
+    lp.rate_hz = 200;
+    lp.max_consecutive_overruns = 0;
+    lp.stale_timeout_s = 5.0;
+    Loop loop(session, lp);
+    Obs obs;
+    obs.state[0] = nan_state ? std::nanf("") : -20.0f;  // -20: the fake model's NaN trap
+    loop.post_observation(obs.get());
+    loop.start();
+    sleep_ms(100);
+    loop.stop();
+    const LoopStats st = loop.stats();
+    const std::string want = nan_state ? "fault bad_observation: NaN/Inf in the observation at tick 0"
+                                       : "fault bad_output: NaN/Inf in the model output at tick 0";
+    if (st.safe_stop_reason != want) std::printf("  reason '%s'\n", st.safe_stop_reason.c_str());
+    CHECK(st.safe_stopped && st.faults >= 1 && st.safe_stop_reason == want);
+    Command cmd;
+    CHECK(loop.latest_command(&cmd) && cmd.status == Status::safe_stop);
+  }
 }
 
 TEST(nan_output_is_a_fault_that_holds) {
