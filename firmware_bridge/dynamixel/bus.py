@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from edgeact.firmware_bridge.dynamixel import control_table as ct
 from edgeact.firmware_bridge.dynamixel import protocol as p
@@ -24,6 +25,8 @@ from edgeact.firmware_bridge.errors import (
 from edgeact.firmware_bridge.transport import SerialTransport
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def check_status(pkt: p.Packet, device: str, *, allow_alert: bool = False) -> None:
@@ -110,25 +113,28 @@ class DynamixelBus:
                 log.warning("%s on %s: retry %d/%d", what, self.device, attempt, self.retries)
             yield attempt
 
-    def transact(self, frame: bytes, motor_id: int, *, allow_alert: bool = False) -> p.Packet:
-        """Send one instruction and return its checked status packet (retrying timeouts and CRC errors)."""
+    def _exchange(self, frame: bytes, what: str, receive: Callable[[], T]) -> T:
+        """Flush stale input, send `frame` and return `receive()`, retrying timeouts (after a drain) and
+        CRC/packet errors; the last one is raised once every attempt has failed."""
         last: Exception | None = None
-        for _ in self._attempts(f"instruction to servo {motor_id}"):
+        for _ in self._attempts(what):
             self.transport.reset_input()
             self.transport.write(frame)
             try:
-                pkt = self._expect(motor_id)
+                return receive()
             except CommTimeoutError as err:
                 last = err
                 self._drain()
-                continue
             except (CRCMismatchError, PacketError) as err:
                 last = err
-                continue
-            check_status(pkt, self.device, allow_alert=allow_alert)
-            return pkt
         assert last is not None
         raise type(last)(f"{last} (after {self.retries + 1} attempts)") from last
+
+    def transact(self, frame: bytes, motor_id: int, *, allow_alert: bool = False) -> p.Packet:
+        """Send one instruction and return its checked status packet (retrying timeouts and CRC errors)."""
+        pkt = self._exchange(frame, f"instruction to servo {motor_id}", lambda: self._expect(motor_id))
+        check_status(pkt, self.device, allow_alert=allow_alert)
+        return pkt
 
     # --- instructions ------------------------------------------------------------------------------
     def ping(self, motor_id: int) -> tuple[int, int]:
@@ -171,33 +177,17 @@ class DynamixelBus:
         `HardwareAlertError` naming the first alerting id once the data of every servo has arrived.
         """
         frame = p.sync_read(address, length, ids)
-        last: Exception | None = None
-        for _ in self._attempts(f"sync read of {list(ids)}"):
-            self.transport.reset_input()
-            self.transport.write(frame)
-            try:
-                packets = [self._expect(i) for i in ids]
-            except CommTimeoutError as err:
-                last = err
-                self._drain()
-                continue
-            except (CRCMismatchError, PacketError) as err:
-                last = err
-                continue
-            for pkt in packets:
-                check_status(pkt, self.device, allow_alert=True)
-                if len(pkt.params) != length:
-                    raise PacketError(
-                        f"servo {pkt.id} on {self.device} sent {len(pkt.params)}/{length} bytes"
-                    )
-            alerts = [pkt.id for pkt in packets if (pkt.error or 0) & p.ERR_ALERT_BIT]
-            if alerts:
-                raise HardwareAlertError(
-                    f"servo(s) {alerts} on {self.device} report a hardware alert", motor_id=alerts[0]
-                )
-            return {pkt.id: pkt.params for pkt in packets}
-        assert last is not None
-        raise type(last)(f"{last} (after {self.retries + 1} attempts)") from last
+        packets = self._exchange(frame, f"sync read of {list(ids)}", lambda: [self._expect(i) for i in ids])
+        for pkt in packets:
+            check_status(pkt, self.device, allow_alert=True)
+            if len(pkt.params) != length:
+                raise PacketError(f"servo {pkt.id} on {self.device} sent {len(pkt.params)}/{length} bytes")
+        alerts = [pkt.id for pkt in packets if (pkt.error or 0) & p.ERR_ALERT_BIT]
+        if alerts:
+            raise HardwareAlertError(
+                f"servo(s) {alerts} on {self.device} report a hardware alert", motor_id=alerts[0]
+            )
+        return {pkt.id: pkt.params for pkt in packets}
 
     # --- helpers for the common settings -----------------------------------------------------------
     def sync_write_register(self, reg: ct.Register, values: dict[int, int]) -> None:
