@@ -18,7 +18,25 @@ def _activation(name: str):
     return F.gelu if name == "gelu" else F.relu
 
 
-class ACTEncoderLayer(nn.Module):
+class _ResidualLayer(nn.Module):
+    """What the encoder and decoder layers share: the norm placement between sub-layers and the feed-forward.
+    Subclasses create `linear1`, `dropout`, `linear2`, `activation` and `pre_norm` (LeRobot's names)."""
+
+    def _next_input(
+        self, x: Tensor, done_norm: nn.LayerNorm, next_norm: nn.LayerNorm
+    ) -> tuple[Tensor, Tensor]:
+        """(skip, input) of the next sub-layer after a residual add. Pre-norm keeps the sum as the skip and
+        normalizes the input with `next_norm`; post-norm normalizes the sum with `done_norm` (both)."""
+        if self.pre_norm:
+            return x, next_norm(x)
+        x = done_norm(x)
+        return x, x
+
+    def _feed_forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+class ACTEncoderLayer(_ResidualLayer):
     """Self-attention + feed-forward; the position embedding is added to queries and keys, not to values."""
 
     def __init__(self, config: ACTConfig) -> None:
@@ -44,15 +62,8 @@ class ACTEncoderLayer(nn.Module):
             x = self.norm1(x)
         qk = x if pos_embed is None else x + pos_embed
         x = self.self_attn(qk, qk, value=x, key_padding_mask=key_padding_mask, need_weights=False)[0]
-        x = skip + self.dropout1(x)
-        if self.pre_norm:
-            skip = x
-            x = self.norm2(x)
-        else:
-            x = self.norm1(x)
-            skip = x
-        x = self.linear2(self.dropout(self.activation(self.linear1(x))))
-        x = skip + self.dropout2(x)
+        skip, x = self._next_input(skip + self.dropout1(x), self.norm1, self.norm2)
+        x = skip + self.dropout2(self._feed_forward(x))
         return x if self.pre_norm else self.norm2(x)
 
 
@@ -72,7 +83,7 @@ class ACTEncoder(nn.Module):
         return self.norm(x)  # (S, B, D)
 
 
-class ACTDecoderLayer(nn.Module):
+class ACTDecoderLayer(_ResidualLayer):
     """Self-attention over the queries, cross-attention into the encoder output, feed-forward."""
 
     def __init__(self, config: ACTConfig) -> None:
@@ -100,23 +111,10 @@ class ACTDecoderLayer(nn.Module):
             x = self.norm1(x)
         qk = x + query_pos
         x = self.self_attn(qk, qk, value=x, need_weights=False)[0]
-        x = skip + self.dropout1(x)
-        if self.pre_norm:
-            skip = x
-            x = self.norm2(x)
-        else:
-            x = self.norm1(x)
-            skip = x
+        skip, x = self._next_input(skip + self.dropout1(x), self.norm1, self.norm2)
         x = self.multihead_attn(x + query_pos, memory + memory_pos, value=memory, need_weights=False)[0]
-        x = skip + self.dropout2(x)
-        if self.pre_norm:
-            skip = x
-            x = self.norm3(x)
-        else:
-            x = self.norm2(x)
-            skip = x
-        x = self.linear2(self.dropout(self.activation(self.linear1(x))))
-        x = skip + self.dropout3(x)
+        skip, x = self._next_input(skip + self.dropout2(x), self.norm2, self.norm3)
+        x = skip + self.dropout3(self._feed_forward(x))
         return x if self.pre_norm else self.norm3(x)
 
 
