@@ -116,6 +116,26 @@ def _run(
     return stopped_at, wire() - before
 
 
+def _connected_run(
+    bus: str,
+    fault: str,
+    unit: str,
+    arm: Any,
+    close: Callable[[], None],
+    run: Callable[[], tuple[int | None, int]],
+) -> FaultResult:
+    """Connect `arm` and `run()` the scenario (a `_run` call), then disconnect the arm and `close()` the
+    emulator side, also on error; the result names `bus`, `fault` and the `unit` of what was counted."""
+    try:
+        arm.connect()
+        ticks, sent = run()
+    finally:
+        arm.disconnect()
+        close()
+    rec = arm.stop_record if ticks is not None else None
+    return FaultResult(bus, fault, ticks, rec and rec.reason.value, rec and rec.exit_code, sent, unit)
+
+
 def dynamixel_fault_run(
     fault: str, *, fps: float = 50.0, warmup: int = 5, max_ticks: int = 10, count: int | None = None
 ) -> FaultResult:
@@ -135,9 +155,13 @@ def dynamixel_fault_run(
         else:
             emu.inject(Fault(fault), 4, count)
 
-    try:
-        arm.connect()
-        ticks, sent = _run(
+    return _connected_run(
+        "dynamixel",
+        fault,
+        "bytes",
+        arm,
+        emu.stop,
+        lambda: _run(
             arm,
             fps,
             inject,
@@ -146,13 +170,7 @@ def dynamixel_fault_run(
             warmup,
             max_ticks,
             home,
-        )
-    finally:
-        arm.disconnect()
-        emu.stop()
-    rec = arm.stop_record if ticks is not None else None
-    return FaultResult(
-        "dynamixel", fault, ticks, rec and rec.reason.value, rec and rec.exit_code, sent, "bytes"
+        ),
     )
 
 
@@ -194,9 +212,17 @@ def can_fault_run(fault: str, *, fps: float = 200.0, warmup: int = 5, max_ticks:
         else:
             raise ValueError(f"unknown CAN fault {fault!r}")
 
-    try:
-        arm.connect()
-        ticks, sent = _run(
+    def close() -> None:
+        counter.close()
+        rack.close()
+
+    return _connected_run(
+        "canopen",
+        fault,
+        "frames",
+        arm,
+        close,
+        lambda: _run(
             arm,
             fps,
             inject,
@@ -205,14 +231,7 @@ def can_fault_run(fault: str, *, fps: float = 200.0, warmup: int = 5, max_ticks:
             warmup,
             max_ticks,
             home,
-        )
-    finally:
-        arm.disconnect()
-        counter.close()
-        rack.close()
-    rec = arm.stop_record if ticks is not None else None
-    return FaultResult(
-        "canopen", fault, ticks, rec and rec.reason.value, rec and rec.exit_code, sent, "frames"
+        ),
     )
 
 
