@@ -7,8 +7,15 @@ saves it as a checkpoint and exports it with `export-policy` (the real exporter)
 - the C++ runtime: `Session.step` (pre, infer, ensemble, post and the whole step) on fixed random frames;
 - PyTorch eager on the same weights with the same temporal ensembling (`edgeact.runtime.ensemble_ref`):
   HWC -> CHW conversion, `predict_chunk` and the ensembler per step;
-- the real-time loop: the PushT policy in async mode ticking at 50 Hz, wake-up lateness (jitter) per tick;
-- RSS and time to first action of a torch-free runtime process (a subprocess that imports only the runtime).
+- the same policy quantized to int8 (`export-policy --quantize int8 --force`, PushT size by default): its
+  runtime step, its parity loss and its speed-up over the fp32 eager step, always labelled int8;
+- the real-time loop: the PushT policy in async mode ticking at 50 Hz, wake-up lateness (jitter) per tick, in
+  a torch-free subprocess; with `--loop-realtime P` also with SCHED_FIFO P + mlockall + one pinned CPU;
+- RSS and time to first action of a torch-free runtime process, for the fp32 and the int8 model.
+
+Runtime rows: `pre`, `infer`, `ensemble`, `post` (C++ stages), `core` (the whole C++ `Session::step`), `step`
+(the call as Python sees it), `overhead` = core - infer (what the runtime adds around the model; the C++ loop
+pays this) and `python` = step - core (the Python face and the binding; only Python callers pay this).
 
 Sizes: `pusht` (one 96x96 camera, state 2, action 2, 10 Hz) and `arm` (two 480x640 cameras, state 7,
 action 7, 50 Hz). Absolute times depend on the machine and its load; the speed-up (eager p50 / runtime p50,
@@ -20,8 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeact.export.bench_runtime import in_subprocess
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +100,24 @@ def build_policy(size: BenchSize, seed: int = 0) -> tuple[Any, dict[str, Any]]:
     return policy, doc
 
 
-def export_policy(policy: Any, doc: dict[str, Any], workdir: Path, exporter: str = "dynamo") -> Path:
-    """Checkpoint then `export-policy --format onnx`; returns the policy.onnx path."""
+_CHECKPOINTS: dict[Path, Path] = {}  # workdir -> the checkpoint the fp32 and int8 exports share
+
+
+def export_policy(
+    policy: Any, doc: dict[str, Any], workdir: Path, exporter: str = "dynamo", int8: bool = False
+) -> Path:
+    """Checkpoint, `export-policy --format onnx` (`int8`: `--quantize int8 --force`); the policy.onnx path.
+
+    `--force`: random weights are not a trained policy, and the int8 bound is about trained ones; the loss is
+    read back from the sidecar and reported next to the timings."""
     from edgeact.export.cli import main as export_main
     from edgeact.train.checkpoint import save_checkpoint
 
-    step_dir = save_checkpoint(workdir / "run", 0, policy=policy, config=doc)
-    out = workdir / "policy.onnx"
+    step_dir = _CHECKPOINTS.get(workdir)
+    if step_dir is None or not step_dir.is_dir():
+        step_dir = _CHECKPOINTS[workdir] = save_checkpoint(workdir / "run", 0, policy=policy, config=doc)
+    out = workdir / "int8" / "policy.onnx" if int8 else workdir / "policy.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         str(step_dir),
         "--format",
@@ -112,6 +131,8 @@ def export_policy(policy: Any, doc: dict[str, Any], workdir: Path, exporter: str
         "--exporter",
         exporter,
     ]
+    if int8:
+        argv += ["--quantize", "int8", "--force"]
     rc = export_main(argv)
     if rc != 0 or not out.is_file():
         raise RuntimeError(f"export-policy {' '.join(argv)} failed with exit code {rc}")
@@ -132,7 +153,7 @@ def bench_inputs(size: BenchSize, seed: int = 1) -> tuple[dict[str, np.ndarray],
 class RuntimeStepper:
     """One C++ `Session.step` per call (ensemble mode), recording its stage timings (ns)."""
 
-    STAGES = ("pre", "infer", "ensemble", "post", "step")
+    STAGES = ("pre", "infer", "ensemble", "post", "core", "step")
 
     def __init__(self, model: Path, size: BenchSize, ticks: int, threads: int) -> None:
         from edgeact.runtime.core import Policy, PolicyParams
@@ -152,6 +173,12 @@ class RuntimeStepper:
         t = self.session.last_timings
         self.rows["pre"][i], self.rows["infer"][i] = t.pre_ns, t.infer_ns
         self.rows["ensemble"][i], self.rows["post"][i] = t.ensemble_ns, t.post_ns
+        self.rows["core"][i] = t.total_ns
+
+    def summary(self) -> dict[str, Any]:
+        rt = self.rows
+        rows = rt | {"overhead": rt["core"] - rt["infer"], "python": rt["step"] - rt["core"]}
+        return {k: _pct(v) for k, v in rows.items()}
 
 
 class EagerStepper:
@@ -202,68 +229,18 @@ def _feature(camera: str) -> str:
     return "observation.image" if camera == "image" else f"observation.images.{camera}"
 
 
-def time_loop(model: Path, size: BenchSize, ticks: int, rate_hz: float, threads: int) -> dict[str, Any]:
-    """The C++ loop at `rate_hz` in async mode for `ticks` ticks: lateness per tick, overruns, histogram."""
-    import dataclasses
-
-    from edgeact.runtime.core import Loop, LoopParams, Policy, PolicyParams
-
-    policy = Policy.load(model, PolicyParams(intra_op_threads=threads))
-    execution = dataclasses.replace(policy.execution, mode="async", n_action_steps=min(20, policy.chunk_size))
-    session = policy.session(execution=execution)
-    images, state = bench_inputs(size)
-    session.reset(initial_command=np.zeros(size.action_dim, np.float32))
-    params = LoopParams(
-        rate_hz=rate_hz, stale_timeout_s=1.0, max_consecutive_overruns=1_000_000, stop_on_fault=False
-    )
-    with Loop(session, params) as loop:
-        last = -1
-        while loop.stats().ticks < ticks:
-            loop.post_observation(images, state)
-            cmd = loop.wait_command(after_seq=last, timeout_s=1.0)
-            if cmd is not None:
-                last = cmd.seq
-        stats = loop.stats()
-        timings = loop.timings()
-        edges, counts = loop.jitter_histogram()
-    lateness = timings["lateness"].astype(np.int64)
-    return {
-        "rate_hz": rate_hz,
-        "ticks": int(stats.ticks),
-        "overruns": int(stats.overruns),
-        "safe_stopped": bool(stats.safe_stopped),
-        "lateness_ns": lateness,
-        "tick_ns": timings["total"].astype(np.int64),
-        "histogram": {"edges_us": [float(e) for e in edges], "counts": [int(c) for c in counts]},
-    }
+def time_loop(model: Path, ticks: int, rate_hz: float, threads: int, realtime: int = 0) -> dict[str, Any]:
+    """The C++ loop at `rate_hz` in async mode in a fresh runtime-only process (`bench_runtime loop`);
+    `realtime` > 0: SCHED_FIFO at that priority, mlockall and the loop thread pinned to the last CPU."""
+    argv = ["loop", str(model), "--ticks", str(ticks), "--rate", str(rate_hz), "--threads", str(threads)]
+    if realtime > 0:
+        argv += ["--realtime", str(realtime), "--cpu", str((os.cpu_count() or 1) - 1)]
+    return in_subprocess(argv)
 
 
-_PROBE = """
-import json, sys, time
-t0 = time.monotonic()
-from edgeact.runtime.cli import process_age_s, rss_mb
-age = process_age_s()
-import numpy as np
-from edgeact.runtime.core import Policy
-p = Policy.load(sys.argv[1])
-s = p.session(); s.reset()
-imgs = {c.name: np.zeros((c.height, c.width, 3), np.uint8) for c in p.cameras}
-s.step(imgs, np.zeros(p.state_dim, np.float32))
-first = (age or 0.0) + time.monotonic() - t0
-for _ in range(20):
-    s.step(imgs, np.zeros(p.state_dim, np.float32))
-print(json.dumps({"time_to_first_action_s": first, "torch_imported": "torch" in sys.modules, **rss_mb()}))
-"""
-
-
-def runtime_process_probe(model: Path) -> dict[str, Any]:
+def runtime_process_probe(model: Path, release_load_memory: bool = True) -> dict[str, Any]:
     """RSS and time to first action of a fresh runtime-only process (no torch) running the model."""
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(model)], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"runtime probe failed: {out.stderr.strip()[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_subprocess(["probe", str(model)] + ([] if release_load_memory else ["--keep-load-memory"]))
 
 
 def _pct(ns: np.ndarray) -> dict[str, float]:
@@ -277,23 +254,29 @@ def _pct(ns: np.ndarray) -> dict[str, float]:
     }
 
 
-def bench_size(size: BenchSize, workdir: Path, ticks: int, threads: int, exporter: str) -> dict[str, Any]:
+def bench_size(
+    size: BenchSize, workdir: Path, ticks: int, threads: int, exporter: str, int8: bool = False
+) -> dict[str, Any]:
     t0 = time.monotonic()
     policy, doc = build_policy(size)
     model = export_policy(policy, doc, workdir / size.name, exporter)
     export_s = time.monotonic() - t0
+    model8 = export_policy(policy, doc, workdir / size.name, exporter, int8=True) if int8 else None
     runtime_step = RuntimeStepper(model, size, ticks, threads)
+    int8_step = RuntimeStepper(model8, size, ticks, threads) if model8 is not None else None
     eager_step = EagerStepper(policy, size, ticks, threads)
-    for i in range(ticks):  # interleaved, so that both see the same machine load
+    for i in range(ticks):  # interleaved, so that all see the same machine load
         runtime_step(i)
+        if int8_step is not None:
+            int8_step(i)
         eager_step(i)
     rt, eager = runtime_step.rows, eager_step.rows
-    overhead = rt["step"] - rt["infer"]
     res: dict[str, Any] = {
         "model": str(model),
         "params_millions": sum(p.numel() for p in policy.parameters()) / 1e6,
         "export_s": export_s,
-        "runtime": {k: _pct(v) for k, v in rt.items()} | {"overhead": _pct(overhead)},
+        "model_mb": model.stat().st_size / 1e6,
+        "runtime": runtime_step.summary(),
         "eager": {k: _pct(v) for k, v in eager.items()},
         "raw_step_ns": {"runtime": rt["step"].tolist(), "eager": eager["step"].tolist()},
     }
@@ -301,7 +284,29 @@ def bench_size(size: BenchSize, workdir: Path, ticks: int, threads: int, exporte
     res["speedup_p50"] = e["p50_us"] / r["p50_us"]
     res["speedup_p99"] = e["p99_us"] / r["p99_us"]
     res["runtime_p99_over_p50"] = r["p99_us"] / r["p50_us"]
+    if int8_step is not None and model8 is not None:
+        res["int8"] = _int8_summary(model8, int8_step, res)
     return res
+
+
+def _int8_summary(model8: Path, stepper: RuntimeStepper, res: dict[str, Any]) -> dict[str, Any]:
+    """The int8 model's runtime rows, its ratios to the fp32 eager and fp32 runtime steps, and its loss."""
+    from edgeact.export.quantize import INT8_MAX_NORMALIZED_ERR
+
+    parity = json.loads(model8.with_suffix(".json").read_text()).get("parity", {})
+    # the sidecar's parity block of an int8 export: the int8-vs-PyTorch errors at its top level
+    loss = {k: parity.get(k) for k in ("max_abs_err", "max_abs_err_normalized", "cases", "real_frames")}
+    rows = stepper.summary()
+    return {
+        "model": str(model8),
+        "model_mb": model8.stat().st_size / 1e6,
+        "runtime": rows,
+        "speedup_over_eager_fp32_p50": res["eager"]["step"]["p50_us"] / rows["step"]["p50_us"],
+        "speedup_over_runtime_fp32_p50": res["runtime"]["step"]["p50_us"] / rows["step"]["p50_us"],
+        "parity": loss,
+        "bound": INT8_MAX_NORMALIZED_ERR,
+        "within_bound": (loss["max_abs_err_normalized"] or float("inf")) <= INT8_MAX_NORMALIZED_ERR,
+    }
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -311,30 +316,55 @@ def format_table(results: dict[str, Any]) -> str:
             f"\n{name}: ACT {res['params_millions']:.1f} M parameters, {res['ticks']} steps, "
             f"{results['threads']} thread(s)"
         )
-        lines.append(f"  {'stage':<22} {'p50 us':>10} {'p99 us':>10} {'max us':>10}")
-        rows = [(f"runtime {k}", v) for k, v in res["runtime"].items()]
-        rows += [(f"eager {k}", v) for k, v in res["eager"].items()]
-        for label, s in rows:
-            lines.append(f"  {label:<22} {s['p50_us']:>10.1f} {s['p99_us']:>10.1f} {s['max_us']:>10.1f}")
+        lines.append(f"  {'stage':<26} {'p50 us':>10} {'p99 us':>10} {'max us':>10}")
+        rows = [(f"runtime fp32 {k}", v) for k, v in res["runtime"].items()]
+        q = res.get("int8")
+        rows += [(f"runtime INT8 {k}", v) for k, v in (q["runtime"] if q else {}).items()]
+        rows += [(f"eager fp32 {k}", v) for k, v in res["eager"].items()]
+        for label, st in rows:
+            lines.append(f"  {label:<26} {st['p50_us']:>10.1f} {st['p99_us']:>10.1f} {st['max_us']:>10.1f}")
         lines.append(
-            f"  speed-up over eager: p50 {res['speedup_p50']:.2f}x, p99 {res['speedup_p99']:.2f}x; "
-            f"runtime p99/p50 {res['runtime_p99_over_p50']:.2f}"
+            f"  fp32 runtime speed-up over eager (fp32): p50 {res['speedup_p50']:.2f}x, p99 "
+            f"{res['speedup_p99']:.2f}x; runtime p99/p50 {res['runtime_p99_over_p50']:.2f}"
         )
-    loop = results.get("loop")
-    if loop:
-        j = loop["jitter"]
-        lines.append(
-            f"\nloop at {loop['rate_hz']:.0f} Hz (async, {loop['size']}): {loop['ticks']} ticks, "
-            f"{loop['overruns']} overruns; jitter p50 {j['p50_us']:.1f} us, p99 {j['p99_us']:.1f} us, "
-            f"max {j['max_us']:.1f} us"
-        )
-    probe = results.get("runtime_process")
-    if probe:
-        lines.append(
-            f"runtime process: peak RSS {probe.get('peak_rss_mb', float('nan')):.0f} MiB, "
-            f"time to first action {probe['time_to_first_action_s']:.2f} s, "
-            f"torch imported: {probe['torch_imported']}"
-        )
+        if q:
+            err = q["parity"]["max_abs_err_normalized"]
+            lines.append(
+                f"  INT8 runtime ({q['model_mb']:.1f} MB vs fp32 {res['model_mb']:.1f} MB): p50 speed-up "
+                f"{q['speedup_over_eager_fp32_p50']:.2f}x over fp32 eager, "
+                f"{q['speedup_over_runtime_fp32_p50']:.2f}x over the fp32 runtime; int8 parity loss "
+                f"{err:.3g} action std (bound {q['bound']}, {'within' if q['within_bound'] else 'OVER'}"
+                f" the bound; random weights, exported with --force)"
+            )
+    for key in ("loop", "loop_realtime"):
+        loop = results.get(key)
+        if loop:
+            j, rt = loop["jitter"], loop["realtime"]
+            how = (
+                f"SCHED_FIFO {rt['priority']}, mlockall, CPU {rt['cpu']}"
+                if rt["priority"]
+                else "default scheduler"
+            )
+            lines.append(
+                f"\nloop at {loop['rate_hz']:.0f} Hz (async, {loop['size']}, {how}): {loop['ticks']} ticks, "
+                f"{loop['overruns']} overruns; jitter p50 {j['p50_us']:.1f} us, p99 {j['p99_us']:.1f} us, "
+                f"max {j['max_us']:.1f} us"
+            )
+            for w in loop["realtime_warnings"]:
+                lines.append(f"  refused: {w}")
+    for key, label in (
+        ("runtime_process_keep", "fp32, release_load_memory=False"),
+        ("runtime_process", "fp32"),
+        ("runtime_process_int8", "INT8"),
+    ):
+        probe = results.get(key)
+        if probe:
+            lines.append(
+                f"runtime process ({label} model): peak RSS {probe.get('peak_rss_mb', math.nan):.0f} MiB, "
+                f"RSS after 21 steps {probe.get('rss_mb', math.nan):.0f} MiB, "
+                f"time to first action {probe['time_to_first_action_s']:.2f} s, "
+                f"torch imported: {probe['torch_imported']}"
+            )
     lines.append(f"bench process peak RSS {results.get('bench_peak_rss_mb', float('nan')):.0f} MiB")
     return "\n".join(lines)
 
@@ -345,7 +375,8 @@ def write_png(results: dict[str, Any], path: Path, raw: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(results["sizes"]) + (1 if "loop" in raw else 0)
+    loops = [k for k in ("loop", "loop_realtime") if k in raw]
+    n = len(results["sizes"]) + len(loops)
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)
     for ax, (name, res) in zip(axes[0], results["sizes"].items(), strict=False):
         rt = np.asarray(raw[name]["runtime"]) / 1e6
@@ -358,13 +389,13 @@ def write_png(results: dict[str, Any], path: Path, raw: dict[str, Any]) -> None:
         ax.set_ylabel("steps")
         ax.set_title(f"{name}: speed-up {res['speedup_p50']:.2f}x at p50")
         ax.legend(fontsize=8)
-    if "loop" in raw:
-        ax = axes[0][-1]
-        late = np.abs(np.asarray(raw["loop"])) / 1e3
+    for ax, key in zip(axes[0][len(results["sizes"]) :], loops, strict=True):
+        late = np.abs(np.asarray(raw[key])) / 1e3
         ax.hist(late, bins=np.geomspace(max(late.min(), 0.1), max(late.max(), 1.0) * 1.1, 40))
         ax.set_xscale("log")
         ax.set_xlabel("tick wake-up lateness (us)")
-        ax.set_title(f"loop jitter at {results['loop']['rate_hz']:.0f} Hz")
+        rt = "SCHED_FIFO" if key == "loop_realtime" else "default scheduler"
+        ax.set_title(f"loop jitter at {results[key]['rate_hz']:.0f} Hz, {rt}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
@@ -384,6 +415,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--png", type=Path, help="latency histogram (default: beside --json)")
     p.add_argument("--workdir", type=Path, help="keep the exported policies here (default: a temp folder)")
+    p.add_argument(
+        "--int8",
+        nargs="*",
+        choices=sorted(SIZES),
+        default=None,
+        help="sizes that also get an int8 row (default: pusht; quick: none; no value: none)",
+    )
+    p.add_argument(
+        "--loop-realtime",
+        type=int,
+        default=0,
+        metavar="PRIO",
+        help="also run the loop with SCHED_FIFO PRIO, mlockall and the last CPU pinned (reports both)",
+    )
     p.add_argument("--min-speedup", type=float, help="exit 1 when a size's p50 speed-up is below this")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -406,20 +451,27 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], dict[s
     for name in sizes:
         print(f"edgeact-bench: {name}: building, exporting and timing ...", file=sys.stderr, flush=True)
         ticks = args.ticks or default_ticks[name]
-        res = bench_size(SIZES[name], workdir, ticks, args.threads, exporter)
+        int8 = name in (args.int8 if args.int8 is not None else ([] if args.quick else ["pusht"]))
+        res = bench_size(SIZES[name], workdir, ticks, args.threads, exporter, int8=int8)
         res["ticks"] = ticks
         raw[name] = res.pop("raw_step_ns")
         results["sizes"][name] = res
     model = Path(results["sizes"][sizes[0]]["model"])
-    if loop_ticks > 0:
-        loop = time_loop(model, SIZES[sizes[0]], loop_ticks, 50.0, args.threads)
-        raw["loop"] = loop.pop("lateness_ns")
-        tick_ns = loop.pop("tick_ns")
-        loop["jitter"] = _pct(np.abs(raw["loop"]))
-        loop["tick"] = _pct(tick_ns)
+    for key, prio in (("loop", 0), ("loop_realtime", args.loop_realtime)):
+        if loop_ticks <= 0 or (key == "loop_realtime" and prio <= 0):
+            continue
+        loop = time_loop(model, loop_ticks, 50.0, args.threads, realtime=prio)
+        raw[key] = np.asarray(loop.pop("lateness_ns"), np.int64)
+        loop["jitter"] = _pct(np.abs(raw[key]))
+        loop["tick"] = _pct(np.asarray(loop.pop("tick_ns"), np.int64))
         loop["size"] = sizes[0]
-        results["loop"] = loop
+        results[key] = loop
     results["runtime_process"] = runtime_process_probe(model)
+    # the same without malloc_trim after load (PolicyParams.release_load_memory=False), for comparison
+    results["runtime_process_keep"] = runtime_process_probe(model, release_load_memory=False)
+    int8_model = results["sizes"][sizes[0]].get("int8", {}).get("model")
+    if int8_model:
+        results["runtime_process_int8"] = runtime_process_probe(Path(int8_model))
     from edgeact.runtime.cli import rss_mb
 
     results["bench_peak_rss_mb"] = rss_mb().get("peak_rss_mb")
@@ -437,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:  # the temp models are gone after this block
             for res in results["sizes"].values():
                 res["model"] = Path(res["model"]).name
+                if "int8" in res:
+                    res["int8"]["model"] = Path(res["int8"]["model"]).name
     print(format_table(results))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

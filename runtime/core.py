@@ -122,6 +122,9 @@ class PolicyParams:
     intra_op_threads: int = 1
     warmup_runs: int = 3
     verify_sha256: bool = True
+    # ONNX Runtime session config entries, e.g. (("session.use_device_allocator_for_initializers", "1"),)
+    ort_config: tuple[tuple[str, str], ...] = ()
+    release_load_memory: bool = True  # malloc_trim after load: the freed parse buffers leave the RSS
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "onnxruntime", "tensorrt"):
@@ -130,6 +133,10 @@ class PolicyParams:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"PolicyParams.{name} must be an int >= 0, got {value!r}")
+        if not all(len(e) == 2 and all(isinstance(x, str) for x in e) for e in self.ort_config):
+            raise ConfigError(
+                f"PolicyParams.ort_config must be (key, value) string pairs, got {self.ort_config!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -169,12 +176,17 @@ class LoopParams:
             raise ConfigError(f"LoopParams.timing_capacity must be >= 1, got {self.timing_capacity!r}")
 
 
+_STATUSES = tuple(Status)  # index = the C++ status value
+_U8, _F32 = np.dtype(np.uint8), np.dtype(np.float32)
+
+
 @dataclass(frozen=True)
 class StepTimings:
     pre_ns: int
     infer_ns: int
     ensemble_ns: int
     post_ns: int
+    total_ns: int  # the whole C++ step; total - infer is what the runtime adds around the model
 
 
 @dataclass(frozen=True)
@@ -241,6 +253,8 @@ class Policy:
         mp = _core.ModelParams()
         mp.backend = _core.BackendKind.TENSORRT if backend == "tensorrt" else _core.BackendKind.ONNXRUNTIME
         mp.intra_op_threads, mp.warmup_runs = params.intra_op_threads, params.warmup_runs
+        mp.ort_config = [tuple(e) for e in params.ort_config]
+        mp.release_load_memory = bool(params.release_load_memory)
         try:
             model = _core.Model.load(str(path), _model_spec(art), mp)
         except (RuntimeError, ValueError) as err:
@@ -356,7 +370,10 @@ class Session:
             self._s = _core.Session(policy._model, ep, pp, [self.frame_shapes[c.name] for c in art.cameras])
         except (ValueError, RuntimeError) as err:
             raise ConfigError(str(err)) from err
-        self.last_timings = StepTimings(0, 0, 0, 0)
+        # step()'s fast path: (camera, expected frame shape) in model order, timings kept as the raw tuple
+        self._frame_specs = tuple((c.name, (*self.frame_shapes[c.name], c.channels)) for c in art.cameras)
+        self._state_shape = (art.state_dim,)
+        self._tm: tuple[int, ...] = (0, 0, 0, 0, 0)
 
     def reset(self, initial_command: np.ndarray | Sequence[float] | None = None) -> None:
         init = None
@@ -369,10 +386,32 @@ class Session:
         self._s.reset(init)
 
     def step(self, images: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray | None, Status]:
-        frames, st = _check_observation(self.policy.artifact, images, state, self.frame_shapes)
-        command, status, tm = self._s.step(frames, st)
-        self.last_timings = StepTimings(*tm)
-        return command, Status(status)
+        # Fast path for observations already in the runtime's layout (what robots deliver): a few attribute
+        # reads instead of a conversion per array. Called right after an inference has evicted the caches,
+        # every Python object touched here costs cache misses (docs/runtime.md, "Overhead").
+        frames = [images.get(name) for name, _ in self._frame_specs]
+        fast = type(state) is np.ndarray and state.dtype == _F32 and state.shape == self._state_shape
+        if fast and state.flags.c_contiguous:
+            for f, (_, shape) in zip(frames, self._frame_specs, strict=True):
+                if (
+                    type(f) is not np.ndarray
+                    or f.dtype != _U8
+                    or f.shape != shape
+                    or not f.flags.c_contiguous
+                ):
+                    fast = False
+                    break
+        else:
+            fast = False
+        if not fast:  # converts what it can, raises ObservationError naming the camera or field otherwise
+            frames, state = _check_observation(self.policy.artifact, images, state, self.frame_shapes)
+        command, status, self._tm = self._s.step(frames, state)
+        return command, _STATUSES[status]
+
+    @property
+    def last_timings(self) -> StepTimings:
+        """Stage timings of the last `step` (built on access, off the step's path)."""
+        return StepTimings(*self._tm)
 
     @property
     def tick(self) -> int:

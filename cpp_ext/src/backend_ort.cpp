@@ -7,6 +7,7 @@
 #undef ORT_API_MANUAL_INIT
 
 #include <dlfcn.h>
+#include <malloc.h>
 
 #include <cstring>
 #include <fstream>
@@ -107,6 +108,7 @@ class OrtModel final : public Model {
     so.SetExecutionMode(ORT_SEQUENTIAL);
     so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     try {
+      for (const auto& [key, value] : params.ort_config) so.AddConfigEntry(key.c_str(), value.c_str());
       session_ = std::make_unique<Ort::Session>(ort_env(), path.c_str(), so);
     } catch (const Ort::Exception& e) {
       throw std::runtime_error("cannot load ONNX model " + path + ": " + e.what());
@@ -225,8 +227,15 @@ std::shared_ptr<const Model> load_onnxruntime(const std::string& path, const Mod
   if (!onnxruntime_ready())
     throw std::runtime_error("ONNX Runtime is not initialised: call init_onnxruntime(library_path) first");
   auto model = std::make_shared<OrtModel>(path, spec, params);
-  auto ctx = model->create_context();
-  warm_up(*ctx, spec, params.warmup_runs, path);
+  {
+    auto ctx = model->create_context();
+    warm_up(*ctx, spec, params.warmup_runs, path);
+  }
+#ifdef __GLIBC__
+  // The parsed model's buffers are freed once the session holds its initializers, but glibc keeps freed heap
+  // resident (about the model's size here); give it back. Measured in docs/runtime.md ("Memory").
+  if (params.release_load_memory) malloc_trim(0);
+#endif
   return model;
 }
 

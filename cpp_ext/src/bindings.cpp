@@ -99,7 +99,9 @@ void bind_params(py::module_& m) {
       .def(py::init(&default_model_params))
       .def_readwrite("backend", &ModelParams::backend)
       .def_readwrite("intra_op_threads", &ModelParams::intra_op_threads)
-      .def_readwrite("warmup_runs", &ModelParams::warmup_runs);
+      .def_readwrite("warmup_runs", &ModelParams::warmup_runs)
+      .def_readwrite("ort_config", &ModelParams::ort_config)
+      .def_readwrite("release_load_memory", &ModelParams::release_load_memory);
   py::class_<ExecutionParams>(m, "ExecutionParams")
       .def(py::init(&default_execution_params))
       .def_readwrite("mode", &ExecutionParams::mode)
@@ -226,7 +228,7 @@ void bind_session(py::module_& m) {
           st = s.step(ov.obs, out.data(), &tm);
         }
         return py::make_tuple(to_array_or_none(s.has_command(), out.data(), a), static_cast<int>(st),
-                              py::make_tuple(tm.pre_ns, tm.infer_ns, tm.ensemble_ns, tm.post_ns));
+                              py::make_tuple(tm.pre_ns, tm.infer_ns, tm.ensemble_ns, tm.post_ns, tm.total_ns));
       })
       .def_property_readonly("tick", &Session::tick)
       .def_property_readonly("has_command", &Session::has_command);

@@ -154,7 +154,9 @@ Status Session::step(const Observation& obs, float* command_out, StepTimings* ti
   int64_t t3 = now_ns();
   tm.ensemble_ns = t3 - t2;
   Status pst = post_.apply(st == Status::ok && have ? action_.data() : nullptr, command_out);
-  tm.post_ns = now_ns() - t3;
+  const int64_t t4 = now_ns();
+  tm.post_ns = t4 - t3;
+  tm.total_ns = t4 - t0;
   if (timings != nullptr) *timings = tm;
   return st == Status::ok ? pst : st;
 }

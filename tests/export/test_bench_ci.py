@@ -24,7 +24,7 @@ def test_quick_bench_pusht_speedup_floor(tmp_path: Path, capsys) -> None:
     res = json.loads(out.read_text())
     assert (tmp_path / "bench.png").stat().st_size > 1000
     pusht = res["sizes"]["pusht"]
-    for stage in ("pre", "infer", "ensemble", "post", "step", "overhead"):
+    for stage in ("pre", "infer", "ensemble", "post", "core", "step", "overhead", "python"):
         assert pusht["runtime"][stage]["n"] == 15
     assert pusht["eager"]["step"]["n"] == 15
     assert res["loop"]["ticks"] >= 100 and res["loop"]["jitter"]["n"] >= 100

@@ -228,3 +228,21 @@ def test_status_names_mirror_the_core() -> None:
 
     for status in Status:
         assert _core.status_name(int(status)) == status.name.lower()
+
+
+def test_step_fast_and_converting_paths_agree(policy: Policy) -> None:
+    """Frames already in the runtime's layout take step()'s fast path; anything else is converted first
+    (non-contiguous frames, a float64 list as state) and must give the same commands."""
+    fast, slow = policy.session(frame_shapes=FRAMES), policy.session(frame_shapes=FRAMES)
+    fast.reset(), slow.reset()
+    rng = np.random.default_rng(8)
+    for _ in range(5):
+        images, state = _obs(rng)
+        strided = {n: np.asfortranarray(f) for n, f in images.items()}  # same values, other memory layout
+        assert not strided["top"].flags.c_contiguous
+        got_fast, st_fast = fast.step(images, state)
+        got_slow, st_slow = slow.step(strided, state.astype(np.float64).tolist())
+        assert st_fast == st_slow == Status.OK and type(st_fast) is Status
+        np.testing.assert_array_equal(got_fast, got_slow)
+        t = fast.last_timings
+        assert t.infer_ns > 0 and t.total_ns >= t.pre_ns + t.infer_ns + t.ensemble_ns + t.post_ns

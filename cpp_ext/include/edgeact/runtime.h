@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace edgeact::rt {
@@ -85,6 +86,12 @@ struct ModelParams {
   BackendKind backend = BackendKind::onnxruntime;
   int intra_op_threads = 1;  // ONNX Runtime intra-op threads (1 keeps the tick deterministic)
   int warmup_runs = 3;       // inferences run at load and when a context is created
+  // ONNX Runtime session config entries (SessionOptions::AddConfigEntry), e.g.
+  // {"session.use_device_allocator_for_initializers", "1"} (ONNX Runtime's keys, passed through unchecked).
+  std::vector<std::pair<std::string, std::string>> ort_config;
+  // After loading and warm-up, hand the heap memory freed by the load (ONNX Runtime's parsed protobuf, about the
+  // model's size) back to the OS with malloc_trim (glibc). Without it the process keeps that memory resident.
+  bool release_load_memory = true;
 };
 ModelParams default_model_params();
 
@@ -219,6 +226,7 @@ struct FrameShape {
 };
 struct StepTimings {
   int64_t pre_ns = 0, infer_ns = 0, ensemble_ns = 0, post_ns = 0;
+  int64_t total_ns = 0;  // the whole Session::step, entry to return (total - infer = what the runtime adds)
 };
 
 class Session {
