@@ -7,13 +7,12 @@ Every pixel has its own weight, so a resize or layout error changes the output.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
+from tiny_policy import write_action_graph
 
 
 def build_graph_policy(
@@ -78,16 +77,11 @@ def build_graph_policy(
         helper.make_node("Add", ["t1", "B"], ["t2"]),
         helper.make_node("Add", ["t2", "trap3"], ["action"]),
     ]
-    output = helper.make_tensor_value_info("action", TensorProto.FLOAT, [1, k, a])
-    graph = helper.make_graph(nodes, "graph_policy", inputs, [output], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
     path = out_dir / f"{name}.onnx"
-    path.write_bytes(model.SerializeToString())
+    sha256 = write_action_graph(path, "graph_policy", nodes, inputs, inits, k, a)
     sidecar = {
         "schema_version": 1, "format": "onnx", "model_file": path.name,
-        "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "model_sha256": sha256,
         "inputs": in_specs,
         "outputs": [{"name": "action", "feature": "action", "dtype": "float32", "shape": [1, k, a]}],
         "cameras": cam_specs, "chunk_size": k, "fps": fps,

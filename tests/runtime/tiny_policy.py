@@ -82,19 +82,14 @@ def build_tiny_policy(
         nodes.append(helper.make_node("Add", [acc, f"z{i}"], [f"acc{i}"]))
         acc = f"acc{i}"
     nodes.append(helper.make_node("Identity", [acc], ["action"]))
-    output = helper.make_tensor_value_info("action", TensorProto.FLOAT, [1, k, a])
-    graph = helper.make_graph(nodes, "tiny_policy", inputs, [output], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
     model_path = out_dir / f"{name}.onnx"
-    model_path.write_bytes(model.SerializeToString())
+    sha256 = write_action_graph(model_path, "tiny_policy", nodes, inputs, inits, k, a)
     zeros, ones = [0.0] * s, [1.0] * s
     sidecar = {
         "schema_version": 1,
         "format": "onnx",
         "model_file": model_path.name,
-        "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+        "model_sha256": sha256,
         "inputs": input_specs,
         "outputs": [{"name": "action", "feature": "action", "dtype": "float32", "shape": [1, k, a]}],
         "cameras": cam_specs,
@@ -117,3 +112,16 @@ def build_tiny_policy(
     }
     (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2))
     return model_path
+
+
+def write_action_graph(
+    path: Path, graph_name: str, nodes: list, inputs: list, inits: list, k: int, a: int
+) -> str:
+    """Check and write an opset-17 graph whose one output is `action` (1, k, A); returns the file's sha256."""
+    output = helper.make_tensor_value_info("action", TensorProto.FLOAT, [1, k, a])
+    graph = helper.make_graph(nodes, graph_name, inputs, [output], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return hashlib.sha256(path.read_bytes()).hexdigest()
