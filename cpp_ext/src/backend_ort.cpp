@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <malloc.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -222,18 +223,35 @@ void warm_up(InferContext& ctx, const ModelSpec& spec, int runs, const std::stri
   }
 }
 
+constexpr int kMmapThresholdAfterLoad = 32 * 1024 * 1024;  // glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
+
 std::shared_ptr<const Model> load_onnxruntime(const std::string& path, const ModelSpec& spec,
                                               const ModelParams& params) {
   if (!onnxruntime_ready())
     throw std::runtime_error("ONNX Runtime is not initialised: call init_onnxruntime(library_path) first");
-  auto model = std::make_shared<OrtModel>(path, spec, params);
-  {
+#ifdef __GLIBC__
+  // During the load, blocks over 128 KiB are mmapped and unmapped when freed, so the parsed protobuf's buffers do
+  // not pile up in the heap next to the initializers (peak). Not when the user set the threshold (GLIBC_TUNABLES).
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  const bool set_threshold =
+      params.release_load_memory && (tunables == nullptr || std::strstr(tunables, "mmap_threshold") == nullptr);
+  if (set_threshold) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
+  std::shared_ptr<OrtModel> model;
+  try {
+    model = std::make_shared<OrtModel>(path, spec, params);
     auto ctx = model->create_context();
     warm_up(*ctx, spec, params.warmup_runs, path);
+  } catch (...) {
+#ifdef __GLIBC__
+    if (set_threshold) mallopt(M_MMAP_THRESHOLD, kMmapThresholdAfterLoad);
+#endif
+    throw;
   }
 #ifdef __GLIBC__
-  // The parsed model's buffers are freed once the session holds its initializers, but glibc keeps freed heap
-  // resident (about the model's size here); give it back. Measured in docs/runtime.md ("Memory").
+  // Afterwards: the largest threshold glibc's own dynamic adjustment would reach, and the freed heap (the parse
+  // buffers that were not mmapped) handed back to the OS. Measured in docs/runtime.md ("Memory").
+  if (set_threshold) mallopt(M_MMAP_THRESHOLD, kMmapThresholdAfterLoad);
   if (params.release_load_memory) malloc_trim(0);
 #endif
   return model;

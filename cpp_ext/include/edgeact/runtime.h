@@ -89,8 +89,9 @@ struct ModelParams {
   // ONNX Runtime session config entries (SessionOptions::AddConfigEntry), e.g.
   // {"session.use_device_allocator_for_initializers", "1"} (ONNX Runtime's keys, passed through unchecked).
   std::vector<std::pair<std::string, std::string>> ort_config;
-  // After loading and warm-up, hand the heap memory freed by the load (ONNX Runtime's parsed protobuf, about the
-  // model's size) back to the OS with malloc_trim (glibc). Without it the process keeps that memory resident.
+  // glibc: during the load, blocks over 128 KiB are mmapped (freed parse buffers leave at once: lower peak); after
+  // it, the mmap threshold is fixed at 32 MiB and malloc_trim hands the freed heap back to the OS (lower resident
+  // memory). Changes the process's malloc threshold; skipped when GLIBC_TUNABLES sets mmap_threshold.
   bool release_load_memory = true;
 };
 ModelParams default_model_params();
