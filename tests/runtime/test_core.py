@@ -246,3 +246,18 @@ def test_step_fast_and_converting_paths_agree(policy: Policy) -> None:
         np.testing.assert_array_equal(got_fast, got_slow)
         t = fast.last_timings
         assert t.infer_ns > 0 and t.total_ns >= t.pre_ns + t.infer_ns + t.ensemble_ns + t.post_ns
+
+
+def test_load_options_pass_through(model_path: Path) -> None:
+    images, state = _obs(np.random.default_rng(9))
+    got = []
+    for params in (
+        PolicyParams(warmup_runs=1, release_load_memory=False),
+        PolicyParams(warmup_runs=1, ort_config=(("session.use_device_allocator_for_initializers", "1"),)),
+    ):
+        session = Policy.load(model_path, params).session(frame_shapes=FRAMES)
+        session.reset()
+        got.append(session.step(images, state)[0])
+    np.testing.assert_array_equal(got[0], got[1])
+    with pytest.raises(ConfigError, match="ort_config"):
+        PolicyParams(ort_config=(("session.disable_prepacking", 1),))
