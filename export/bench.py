@@ -353,14 +353,14 @@ def format_table(results: dict[str, Any]) -> str:
             for w in loop["realtime_warnings"]:
                 lines.append(f"  refused: {w}")
     for key, label in (
-        ("runtime_process_keep", "fp32, release_load_memory=False"),
-        ("runtime_process", "fp32"),
-        ("runtime_process_int8", "INT8"),
+        ("runtime_process_keep", "fp32 model, release_load_memory=False"),
+        ("runtime_process", "fp32 model"),
+        ("runtime_process_int8", "INT8 model"),
     ):
         probe = results.get(key)
         if probe:
             lines.append(
-                f"runtime process ({label} model): peak RSS {probe.get('peak_rss_mb', math.nan):.0f} MiB, "
+                f"runtime process ({label}): peak RSS {probe.get('peak_rss_mb', math.nan):.0f} MiB, "
                 f"RSS after 21 steps {probe.get('rss_mb', math.nan):.0f} MiB, "
                 f"time to first action {probe['time_to_first_action_s']:.2f} s, "
                 f"torch imported: {probe['torch_imported']}"
