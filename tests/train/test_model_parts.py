@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from edgeact.train.act_layers import sine_pos_embed_1d, sine_pos_embed_2d
+from edgeact.train.act_layers import Dropout, sine_pos_embed_1d, sine_pos_embed_2d
 from edgeact.train.backbone import FrozenBatchNorm2d, ResNet18Backbone, load_resnet18_weights
 from edgeact.train.config import ACTConfig
 from edgeact.train.model import ACTPolicy, PolicyFeatureError, parse_features
@@ -79,6 +79,24 @@ def test_backbone_feature_sizes_and_dilation():
             out = net(torch.randn(1, 3, h, w))
         assert tuple(out.shape[-2:]) == net.feature_size(h, w)
     assert sum(p.numel() for p in net.parameters()) == 11_166_912  # torchvision resnet18 minus BN and fc
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_keeps_1_minus_p_scales_and_backpropagates_through_the_mask(dtype):
+    drop = Dropout(0.25)
+    x = torch.full((200, 100), 3.0, dtype=dtype, requires_grad=True)
+    torch.manual_seed(3)
+    y = drop(x)
+    kept = y != 0
+    assert y.dtype == dtype and torch.all(y[kept] == 4.0)  # 3 / (1 - 0.25)
+    assert abs(kept.float().mean().item() - 0.75) < 0.01  # 20000 draws: 4 sigma is 0.012
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.to(dtype) * 4.0 / 3.0 * 1.0)  # d(x * keep / 0.75) / dx
+    torch.manual_seed(3)
+    assert torch.equal(drop(x), y)  # the seeded generator decides the mask
+    drop.eval()
+    assert drop(x) is x
+    assert torch.equal(Dropout(0.0).train()(x), x)
 
 
 def test_frozen_batch_norm_equals_eval_batch_norm():
