@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgeact.export.bench import format_table
+from edgeact.export.bench_report import format_table
 from edgeact.export.bench_runtime import in_subprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
