@@ -10,19 +10,30 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import enum
 import importlib.util
 import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from edgeact.runtime import _core
 from edgeact.runtime.artifact import ArtifactError, PolicyArtifact, load_artifact, sha256_file
+from edgeact.runtime.core_types import (
+    Command,
+    ConfigError,
+    CoreError,
+    LoopParams,
+    LoopStats,
+    ModelLoadError,
+    ObservationError,
+    PolicyParams,
+    PostParams,
+    Status,
+    StepTimings,
+)
 from edgeact.runtime.ensemble_ref import ExecutionConfig
 
 __all__ = [
@@ -34,42 +45,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class CoreError(Exception):
-    """Base of the errors raised by the runtime core."""
-
-
-class ModelLoadError(CoreError):
-    """A model or its sidecar cannot be loaded; the message names the file and the reason."""
-
-
-class ObservationError(CoreError, ValueError):
-    """An observation has the wrong cameras, shapes, dtypes or state size."""
-
-
-class ConfigError(CoreError, ValueError):
-    """Invalid runtime parameters; the message names the field."""
-
-
-class Status(enum.IntEnum):
-    """Per-tick status, mirroring `edgeact::rt::Status`."""
-
-    OK = 0
-    HOLD = 1
-    NO_OBSERVATION = 2
-    BAD_OBSERVATION = 3
-    BAD_OUTPUT = 4
-    BACKEND_ERROR = 5
-    SAFE_STOP = 6
-    INVALID = 7
-
-    @property
-    def is_fault(self) -> bool:
-        return self in (Status.BAD_OBSERVATION, Status.BAD_OUTPUT, Status.BACKEND_ERROR, Status.SAFE_STOP,
-                        Status.INVALID)  # fmt: skip
-
-
-# ----------------------------------------------------------------------------------------------------
-# ONNX Runtime: the wheel's library, dlopened by the core once.
 def ort_library_path() -> Path:
     """The ONNX Runtime shared library: $EDGEACT_ORT_LIBRARY, else the one inside the onnxruntime wheel."""
     env = os.environ.get("EDGEACT_ORT_LIBRARY")
@@ -114,103 +89,8 @@ except ModelLoadError as _err:  # reported again by Policy.load
     log.debug("ONNX Runtime not initialised: %s", _err)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Parameters.
-@dataclass(frozen=True)
-class PolicyParams:
-    backend: str = "auto"  # "auto" (from the file suffix), "onnxruntime" or "tensorrt"
-    intra_op_threads: int = 1
-    warmup_runs: int = 3
-    verify_sha256: bool = True
-    # ONNX Runtime session config entries, e.g. (("session.use_device_allocator_for_initializers", "1"),)
-    ort_config: tuple[tuple[str, str], ...] = ()
-    release_load_memory: bool = True  # malloc_trim after load: the freed parse buffers leave the RSS
-
-    def __post_init__(self) -> None:
-        if self.backend not in ("auto", "onnxruntime", "tensorrt"):
-            raise ConfigError(f"PolicyParams.backend must be auto/onnxruntime/tensorrt, got {self.backend!r}")
-        for name in ("intra_op_threads", "warmup_runs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"PolicyParams.{name} must be an int >= 0, got {value!r}")
-        if not all(len(e) == 2 and all(isinstance(x, str) for x in e) for e in self.ort_config):
-            raise ConfigError(
-                f"PolicyParams.ort_config must be (key, value) string pairs, got {self.ort_config!r}"
-            )
-
-
-@dataclass(frozen=True)
-class PostParams:
-    """Post-processing bounds: a float or one value per joint; None = unbounded."""
-
-    lower: Sequence[float] | float | None = None
-    upper: Sequence[float] | float | None = None
-    max_delta: Sequence[float] | float | None = None
-
-
-@dataclass(frozen=True)
-class LoopParams:
-    rate_hz: float = 50.0
-    stale_timeout_s: float = 0.5
-    max_consecutive_overruns: int = 10
-    stop_on_fault: bool = True
-    realtime_priority: int = 0
-    lock_memory: bool = False
-    cpu_affinity: Sequence[int] | None = None
-    timing_capacity: int = 65536
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.rate_hz, (int, float)) and 0 < self.rate_hz <= 100_000):
-            raise ConfigError(f"LoopParams.rate_hz must be in (0, 100000], got {self.rate_hz!r}")
-        if not (isinstance(self.stale_timeout_s, (int, float)) and self.stale_timeout_s > 0):
-            raise ConfigError(f"LoopParams.stale_timeout_s must be > 0, got {self.stale_timeout_s!r}")
-        if not isinstance(self.max_consecutive_overruns, int) or self.max_consecutive_overruns < 0:
-            raise ConfigError(
-                f"LoopParams.max_consecutive_overruns must be >= 0, got {self.max_consecutive_overruns!r}"
-            )
-        if not isinstance(self.realtime_priority, int) or not 0 <= self.realtime_priority <= 99:
-            raise ConfigError(
-                f"LoopParams.realtime_priority must be in [0, 99], got {self.realtime_priority!r}"
-            )
-        if not isinstance(self.timing_capacity, int) or self.timing_capacity < 1:
-            raise ConfigError(f"LoopParams.timing_capacity must be >= 1, got {self.timing_capacity!r}")
-
-
 _STATUSES = tuple(Status)  # index = the C++ status value
 _U8, _F32 = np.dtype(np.uint8), np.dtype(np.float32)
-
-
-@dataclass(frozen=True)
-class StepTimings:
-    pre_ns: int
-    infer_ns: int
-    ensemble_ns: int
-    post_ns: int
-    total_ns: int  # the whole C++ step; total - infer is what the runtime adds around the model
-
-
-@dataclass(frozen=True)
-class Command:
-    seq: int
-    tick: int
-    values: np.ndarray | None  # (A,) float32, None while there is no safe command
-    status: Status
-    stamp_ns: int
-
-
-@dataclass(frozen=True)
-class LoopStats:
-    ticks: int
-    overruns: int
-    skipped_ticks: int
-    inferences: int
-    holds: int
-    faults: int
-    max_consecutive_overruns: int
-    last_inference_ns: int
-    safe_stopped: bool
-    safe_stop_reason: str
-    realtime_warnings: list[str] = field(default_factory=list)
 
 
 def _per_joint(name: str, value: Any, n: int) -> list[float]:
