@@ -26,20 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-_KEEP: list = []  # torch.library registrations must outlive the call that made them
 H, W, S, A, FPS = 96, 96, 2, 2, 10
 
 
 def import_lerobot():
-    try:
-        import torchvision  # noqa: F401  (LeRobot's ACT takes its ResNet18 from torchvision)
-    except (ImportError, RuntimeError):
-        # The CUDA-linked torchvision wheel misses `torchvision::nms`; declaring the schemas (no kernels)
-        # lets its pure-Python ResNet import (REFERENCE section 7).
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _KEEP.append(lib)
+    from edgeact.train.lerobot_import import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy

@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-_KEEP: list = []  # torch.library registrations must outlive the call that made them
-
 VARIANTS = {
     "fp32": {"bf16": False, "channels_last": False},
     "fp32+channels_last": {"bf16": False, "channels_last": True},
@@ -96,15 +94,9 @@ def build_variant(dataset: str, args: argparse.Namespace, overrides: dict, workd
 def build_lerobot(trainer, args: argparse.Namespace):
     """LeRobot's ACT (lerobot 0.4.x) built from our config, trained on our batches (fp32, as LeRobot does);
     returns a `step(i) -> seconds` and its info."""
-    try:
-        import torchvision  # noqa: F401  (LeRobot's ACT takes its ResNet18 from torchvision)
-    except (ImportError, RuntimeError):
-        # The reachable torchvision wheel is CUDA-linked and fails on the missing `torchvision::nms` operator;
-        # declaring the two operator schemas (no kernels) lets its pure-Python models import (REFERENCE 7).
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _KEEP.append(lib)
+    from edgeact.train.lerobot_import import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig as LRConfig
     from lerobot.policies.act.modeling_act import ACTPolicy as LRPolicy

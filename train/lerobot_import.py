@@ -57,6 +57,27 @@ class LeRobotImportError(TrainError, ValueError):
     """The folder is not a LeRobot ACT checkpoint this importer understands (names the file and field)."""
 
 
+_TORCHVISION_SCHEMAS: list[torch.library.Library] = []  # registrations must outlive the call that made them
+
+
+def ensure_torchvision_importable() -> None:
+    """Make `import torchvision` work beside the CPU torch wheel, for benchmarks and tests against LeRobot.
+
+    LeRobot's ACT takes its ResNet18 from torchvision. The reachable torchvision wheel is CUDA-linked and
+    fails on the missing `torchvision::nms` operator; declaring the `nms` and `qnms` schemas (no kernels) lets
+    its pure-Python models import (REFERENCE section 7). Nothing in ACT calls nms. Idempotent.
+    """
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError):
+        if _TORCHVISION_SCHEMAS:
+            raise
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _TORCHVISION_SCHEMAS.append(lib)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())

@@ -287,18 +287,11 @@ def test_import_errors_name_the_problem(tmp_path, weights, lerobot_folder):
 
 
 # ------------------------------------------------------------------------------------------ the real package
-_TV_LIB = None
-
-
 def _import_lerobot_act():
     """LeRobot's ACT needs torchvision's ResNet; REFERENCE section 7 explains the operator schemas."""
-    global _TV_LIB
-    try:
-        import torchvision  # noqa: F401
-    except RuntimeError:
-        _TV_LIB = torch.library.Library("torchvision", "DEF")
-        _TV_LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _TV_LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    from edgeact.train.lerobot_import import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
     from lerobot.configs.types import FeatureType, NormalizationMode, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig as LeRobotACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy as LeRobotACTPolicy
