@@ -229,10 +229,14 @@ def _feature(camera: str) -> str:
     return "observation.image" if camera == "image" else f"observation.images.{camera}"
 
 
-def time_loop(model: Path, ticks: int, rate_hz: float, threads: int, realtime: int = 0) -> dict[str, Any]:
+def time_loop(
+    model: Path, ticks: int, rate_hz: float, threads: int, realtime: int = 0, spin_us: float = 0.0
+) -> dict[str, Any]:
     """The C++ loop at `rate_hz` in async mode in a fresh runtime-only process (`bench_runtime loop`);
-    `realtime` > 0: SCHED_FIFO at that priority, mlockall and the loop thread pinned to the last CPU."""
+    `realtime` > 0: SCHED_FIFO at that priority, mlockall and the loop thread pinned to the last CPU;
+    `spin_us` > 0: the last `spin_us` before each deadline busy-waited (LoopParams.spin_us)."""
     argv = ["loop", str(model), "--ticks", str(ticks), "--rate", str(rate_hz), "--threads", str(threads)]
+    argv += ["--spin-us", str(spin_us)]
     if realtime > 0:
         argv += ["--realtime", str(realtime), "--cpu", str((os.cpu_count() or 1) - 1)]
     return in_subprocess(argv)
@@ -334,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PRIO",
         help="also run the loop with SCHED_FIFO PRIO, mlockall and the last CPU pinned (reports both)",
     )
+    p.add_argument(
+        "--loop-spin-us",
+        type=float,
+        default=200.0,
+        metavar="US",
+        help="also run the loop with LoopParams.spin_us=US (0: no such row); the real-time row uses it too",
+    )
     p.add_argument("--min-speedup", type=float, help="exit 1 when a size's p50 speed-up is below this")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -362,10 +373,15 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], dict[s
         raw[name] = res.pop("raw_step_ns")
         results["sizes"][name] = res
     model = Path(results["sizes"][sizes[0]]["model"])
-    for key, prio in (("loop", 0), ("loop_realtime", args.loop_realtime)):
-        if loop_ticks <= 0 or (key == "loop_realtime" and prio <= 0):
+    spin = args.loop_spin_us
+    for key, prio, spin_us in (
+        ("loop", 0, 0.0),
+        ("loop_spin", 0, spin),
+        ("loop_realtime", args.loop_realtime, spin),
+    ):
+        if loop_ticks <= 0 or (key == "loop_realtime" and prio <= 0) or (key == "loop_spin" and spin <= 0):
             continue
-        loop = time_loop(model, loop_ticks, 50.0, args.threads, realtime=prio)
+        loop = time_loop(model, loop_ticks, 50.0, args.threads, realtime=prio, spin_us=spin_us)
         raw[key] = np.asarray(loop.pop("lateness_ns"), np.int64)
         loop["jitter"] = _pct(np.abs(raw[key]))
         loop["tick"] = _pct(np.asarray(loop.pop("tick_ns"), np.int64))

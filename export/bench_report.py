@@ -37,7 +37,7 @@ def format_table(results: dict[str, Any]) -> str:
                 f"{err:.3g} action std (bound {q['bound']}, {'within' if q['within_bound'] else 'OVER'}"
                 f" the bound; random weights, exported with --force)"
             )
-    for key in ("loop", "loop_realtime"):
+    for key in ("loop", "loop_spin", "loop_realtime"):
         loop = results.get(key)
         if loop:
             j, rt = loop["jitter"], loop["realtime"]
@@ -46,6 +46,8 @@ def format_table(results: dict[str, Any]) -> str:
                 if rt["priority"]
                 else "default scheduler"
             )
+            if rt.get("spin_us"):
+                how += f", spin {rt['spin_us']:g} us"
             lines.append(
                 f"\nloop at {loop['rate_hz']:.0f} Hz (async, {loop['size']}, {how}): {loop['ticks']} ticks, "
                 f"{loop['overruns']} overruns; jitter p50 {j['p50_us']:.1f} us, p99 {j['p99_us']:.1f} us, "
@@ -76,7 +78,7 @@ def write_png(results: dict[str, Any], path: Path, raw: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    loops = [k for k in ("loop", "loop_realtime") if k in raw]
+    loops = [k for k in ("loop", "loop_spin", "loop_realtime") if k in raw]
     n = len(results["sizes"]) + len(loops)
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)
     for ax, (name, res) in zip(axes[0], results["sizes"].items(), strict=False):
@@ -96,6 +98,8 @@ def write_png(results: dict[str, Any], path: Path, raw: dict[str, Any]) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("tick wake-up lateness (us)")
         rt = "SCHED_FIFO" if key == "loop_realtime" else "default scheduler"
+        if results[key]["realtime"].get("spin_us"):
+            rt += f", spin {results[key]['realtime']['spin_us']:g} us"
         ax.set_title(f"loop jitter at {results[key]['rate_hz']:.0f} Hz, {rt}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ Both run in a fresh runtime-only Python process (no torch imported), the process
   the bench process (it holds torch and the eager model).
 - `probe`: peak RSS and time from process start to the first action of a process that loads the model.
 
-    python -m edgeact.export.bench_runtime loop MODEL --ticks 1000 --rate 50 [--realtime 80 --cpu 1]
+    python -m edgeact.export.bench_runtime loop MODEL --ticks 1000 --spin-us 200 [--realtime 80 --cpu 1]
     python -m edgeact.export.bench_runtime probe MODEL
 """
 
@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 
 
-def run_loop(model: Path, ticks: int, rate_hz: float, threads: int, realtime: int, cpu: int | None) -> dict:
+def run_loop(
+    model: Path,
+    ticks: int,
+    rate_hz: float,
+    threads: int,
+    realtime: int,
+    cpu: int | None,
+    spin_us: float = 0.0,
+) -> dict:
     """The C++ loop in async mode on fixed random inputs; lateness (ns) of every tick."""
     from edgeact.runtime.core import Loop, LoopParams, Policy, PolicyParams
 
@@ -44,6 +52,7 @@ def run_loop(model: Path, ticks: int, rate_hz: float, threads: int, realtime: in
         realtime_priority=realtime,
         lock_memory=realtime > 0,
         cpu_affinity=[cpu] if realtime > 0 and cpu is not None else None,
+        spin_us=spin_us,
     )
     with Loop(session, params) as loop:
         last = -1
@@ -57,7 +66,12 @@ def run_loop(model: Path, ticks: int, rate_hz: float, threads: int, realtime: in
         edges, counts = loop.jitter_histogram()
     return {
         "rate_hz": rate_hz,
-        "realtime": {"priority": realtime, "lock_memory": realtime > 0, "cpu": params.cpu_affinity},
+        "realtime": {
+            "priority": realtime,
+            "lock_memory": realtime > 0,
+            "cpu": params.cpu_affinity,
+            "spin_us": spin_us,
+        },
         "realtime_warnings": list(stats.realtime_warnings),
         "ticks": int(stats.ticks),
         "overruns": int(stats.overruns),
@@ -114,12 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     lp.add_argument("--threads", type=int, default=1)
     lp.add_argument("--realtime", type=int, default=0, help="SCHED_FIFO priority + mlockall + --cpu (0: off)")
     lp.add_argument("--cpu", type=int, default=None, help="with --realtime: pin the loop thread to this CPU")
+    lp.add_argument(
+        "--spin-us", type=float, default=0.0, help="LoopParams.spin_us: busy-wait before each deadline"
+    )
     pp = sub.add_parser("probe")
     pp.add_argument("model", type=Path)
     pp.add_argument("--keep-load-memory", action="store_true", help="PolicyParams(release_load_memory=False)")
     args = p.parse_args(argv)
     if args.cmd == "loop":
-        res = run_loop(args.model, args.ticks, args.rate, args.threads, args.realtime, args.cpu)
+        res = run_loop(args.model, args.ticks, args.rate, args.threads, args.realtime, args.cpu, args.spin_us)
     else:
         res = run_probe(args.model, release_load_memory=not args.keep_load_memory)
     print(json.dumps(res))

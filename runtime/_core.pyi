@@ -78,6 +78,7 @@ class LoopParams:
     realtime_priority: int
     lock_memory: bool
     cpu_affinity: list[int]
+    spin_us: float
     timing_capacity: int
     def __init__(self) -> None: ...
 

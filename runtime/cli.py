@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-delta", type=float, help="largest change of any joint per tick (robot units)")
     g.add_argument("--realtime-priority", type=int, help="SCHED_FIFO priority for the loop (0: off)")
     g.add_argument("--lock-memory", action="store_true", default=None, help="mlockall the process")
+    g.add_argument("--spin-us", type=float, help="busy-wait this long before each tick's deadline (0: off)")
     g = p.add_argument_group("outputs")
     g.add_argument("--json", type=Path, help="write the summary here")
     g.add_argument("--video", type=Path, help="simulated robots: write an mp4 of the rollouts")
@@ -127,6 +128,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         max_delta=args.max_delta,
         realtime_priority=args.realtime_priority,
         lock_memory=args.lock_memory,
+        spin_us=args.spin_us,
     )
     if args.robot_option:
         cfg = cfg.replace(robot_options={**cfg.robot_options, **dict(args.robot_option)})

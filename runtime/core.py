@@ -305,7 +305,7 @@ class Loop:
         self.session, self.params = session, params or LoopParams()
         lp = _core.LoopParams()
         for name in ("rate_hz", "stale_timeout_s", "max_consecutive_overruns", "stop_on_fault",
-                     "realtime_priority", "lock_memory", "timing_capacity"):  # fmt: skip
+                     "realtime_priority", "lock_memory", "timing_capacity", "spin_us"):  # fmt: skip
             setattr(lp, name, getattr(self.params, name))
         lp.cpu_affinity = list(self.params.cpu_affinity or [])
         self._loop = _core.Loop(session._s, lp)

@@ -98,6 +98,7 @@ class LoopParams:
     lock_memory: bool = False
     cpu_affinity: Sequence[int] | None = None
     timing_capacity: int = 65536
+    spin_us: float = 0.0  # busy-wait the last spin_us before each deadline (CPU for lower wake-up lateness)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.rate_hz, (int, float)) and 0 < self.rate_hz <= 100_000):
@@ -114,6 +115,12 @@ class LoopParams:
             )
         if not isinstance(self.timing_capacity, int) or self.timing_capacity < 1:
             raise ConfigError(f"LoopParams.timing_capacity must be >= 1, got {self.timing_capacity!r}")
+        half_period_us = 0.5e6 / self.rate_hz
+        if not (isinstance(self.spin_us, (int, float)) and 0 <= self.spin_us <= half_period_us):
+            raise ConfigError(
+                f"LoopParams.spin_us must be in [0, {half_period_us:g}] (half the period), "
+                f"got {self.spin_us!r}"
+            )
 
 
 @dataclass(frozen=True)

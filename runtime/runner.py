@@ -198,6 +198,7 @@ def run_realtime(
         realtime_priority=cfg.realtime_priority,
         lock_memory=cfg.lock_memory,
         cpu_affinity=cfg.cpu_affinity,
+        spin_us=cfg.spin_us,
     )
     result = RunResult()
     reason: str | None = None

@@ -122,6 +122,7 @@ void bind_params(py::module_& m) {
       .def_readwrite("realtime_priority", &LoopParams::realtime_priority)
       .def_readwrite("lock_memory", &LoopParams::lock_memory)
       .def_readwrite("cpu_affinity", &LoopParams::cpu_affinity)
+      .def_readwrite("spin_us", &LoopParams::spin_us)
       .def_readwrite("timing_capacity", &LoopParams::timing_capacity);
 }
 

@@ -116,6 +116,8 @@ Loop::Loop(Session& session, const LoopParams& params) : s_(session), p_(params)
   if (!(p_.stale_timeout_s > 0.0)) throw std::invalid_argument("loop.stale_timeout_s must be > 0");
   if (p_.max_consecutive_overruns < 0) throw std::invalid_argument("loop.max_consecutive_overruns must be >= 0");
   if (p_.timing_capacity < 1) throw std::invalid_argument("loop.timing_capacity must be >= 1");
+  if (!(p_.spin_us >= 0.0 && p_.spin_us <= 0.5e6 / p_.rate_hz))
+    throw std::invalid_argument("loop.spin_us must be in [0, half the period], got " + std::to_string(p_.spin_us));
   if (p_.realtime_priority < 0 || p_.realtime_priority > 99)
     throw std::invalid_argument("loop.realtime_priority must be in [0, 99]");
   Impl& m = *impl_;
@@ -247,11 +249,20 @@ void Loop::run() noexcept {
   // The default 50 us timer slack of normal threads would show up as wake-up lateness: ask for 1 ns.
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   const int64_t period = static_cast<int64_t>(std::llround(1e9 / p_.rate_hz));
+  const int64_t spin = static_cast<int64_t>(std::llround(p_.spin_us * 1e3));  // <= period / 2 (checked)
   int64_t deadline = mono_ns() + period;
   int64_t consecutive = 0;
   while (!stop_.load(std::memory_order_relaxed)) {
-    const timespec ts = to_ts(deadline);
+    const timespec ts = to_ts(deadline - spin);
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    }
+    // Optional spin: the last `spin` ns are busy-waited, so the wake-up no longer depends on the timer's latency.
+    while (spin > 0 && mono_ns() < deadline) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield");
+#endif
     }
     const int64_t end = tick(deadline);
     // Next deadline: absolute; missed deadlines are counted and skipped, never bursted.

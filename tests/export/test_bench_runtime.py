@@ -19,9 +19,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_graph_policy(tmp_path_factory.mktemp("graph"), state_dim=2, action_dim=2, chunk_size=8)
 
 
-@pytest.mark.parametrize("realtime", [0, 10])
-def test_loop_probe_reports_every_tick(model: Path, realtime: int) -> None:
-    argv = ["loop", str(model), "--ticks", "40", "--rate", "200"]
+@pytest.mark.parametrize(("realtime", "spin_us"), [(0, 0.0), (10, 0.0), (0, 1000.0)])
+def test_loop_probe_reports_every_tick(model: Path, realtime: int, spin_us: float) -> None:
+    argv = ["loop", str(model), "--ticks", "40", "--rate", "200", "--spin-us", str(spin_us)]
     if realtime:
         argv += ["--realtime", str(realtime), "--cpu", "0"]
     res = in_subprocess(argv)
@@ -31,7 +31,10 @@ def test_loop_probe_reports_every_tick(model: Path, realtime: int) -> None:
         "priority": realtime,
         "lock_memory": realtime > 0,
         "cpu": [0] if realtime else None,
+        "spin_us": spin_us,
     }
+    # sleeping or spinning, no tick ever starts before its deadline
+    assert min(res["lateness_ns"]) >= 0
     # a system that refuses SCHED_FIFO or mlockall says so; the loop still runs
     assert all("SCHED_FIFO" in w or "mlockall" in w or "affinity" in w for w in res["realtime_warnings"])
     if not realtime:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from core_graphs import build_graph_policy
-from edgeact.runtime.core import Loop, LoopParams, ObservationError, Policy, PolicyParams, Status
+from edgeact.runtime.core import ConfigError, Loop, LoopParams, ObservationError, Policy, PolicyParams, Status
 from edgeact.runtime.ensemble_ref import ActionExecutor, ExecutionConfig
 
 
@@ -174,3 +174,21 @@ def test_post_observation_validates_shapes(policy: Policy) -> None:
     loop = Loop(session, LoopParams())
     with pytest.raises(ObservationError, match="camera 'image'"):
         loop.post_observation({"image": np.zeros((5, 5, 3), np.uint8)}, np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("spin_us", [-1.0, 10_001.0])
+def test_spin_must_fit_in_half_a_period(spin_us: float) -> None:
+    with pytest.raises(ConfigError, match="spin_us"):
+        LoopParams(rate_hz=50, spin_us=spin_us)
+
+
+def test_spinning_loop_never_starts_a_tick_early(policy: Policy) -> None:
+    session = policy.session()
+    session.reset()
+    images, state = _obs()
+    with Loop(session, LoopParams(rate_hz=200, stale_timeout_s=5, spin_us=2000)) as loop:
+        while loop.stats().ticks < 30:
+            loop.post_observation(images, state)
+            time.sleep(0.005)
+    lateness = loop.timings()["lateness"]
+    assert len(lateness) >= 30 and lateness.min() >= 0

@@ -12,6 +12,7 @@ def test_shipped_pusht_config_and_overrides() -> None:
     cfg = load_runtime_config("pusht-sim", episodes=3, seed=None)
     assert cfg.robot == "pusht-sim" and cfg.episodes == 3 and cfg.seed == 0
     assert cfg.max_episode_steps == 300
+    assert cfg.spin_us == 200.0 and load_runtime_config(None, spin_us=0).spin_us == 0
     assert cfg.execution_overrides() == {}
     assert load_runtime_config(None, mode="chunk", n_action_steps=8).execution_overrides() == {
         "mode": "chunk",
@@ -30,6 +31,8 @@ def test_unknown_field_and_bad_values_are_named(tmp_path: Path) -> None:
         load_runtime_config(neg)
     with pytest.raises(RuntimeConfigError, match="mode"):
         RuntimeConfig(mode="fast")
+    with pytest.raises(RuntimeConfigError, match=r"RuntimeConfig\.spin_us"):
+        RuntimeConfig(spin_us=-5)
     with pytest.raises(RuntimeConfigError, match="no runtime config named 'nope'"):
         load_runtime_config("nope")
     with pytest.raises(RuntimeConfigError, match="does not exist"):

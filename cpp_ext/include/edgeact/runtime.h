@@ -275,6 +275,8 @@ struct LoopParams {
   int realtime_priority = 0;          // > 0: SCHED_FIFO at this priority (falls back with a warning)
   bool lock_memory = false;           // mlockall(MCL_CURRENT | MCL_FUTURE) (falls back with a warning)
   std::vector<int> cpu_affinity;      // CPUs for the loop thread (empty: no pinning)
+  double spin_us = 0.0;               // sleep until this long before each deadline, then busy-wait to it: that
+                                      // much CPU per tick buys a wake-up that no longer waits on the OS timer
   int timing_capacity = 65536;        // ticks of per-stage timings kept
 };
 LoopParams default_loop_params();
