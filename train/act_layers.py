@@ -19,18 +19,25 @@ def _activation(name: str):
 
 
 class Dropout(nn.Dropout):
-    """`nn.Dropout` whose CPU training mask comes from `torch.rand(...) < 1 - p` (the same Bernoulli(1 - p)
-    keep mask and 1 / (1 - p) scale, drawn from the same seeded generator): on CPU, `torch.rand` draws its
-    numbers about twice as fast as the `bernoulli_` inside `F.dropout`, which made dropout ~10% of a PushT
-    training step (docs/training.md). Other devices, eval mode and p = 0 behave as `nn.Dropout`."""
+    """`nn.Dropout` with a cheaper CPU training mask. `F.dropout` draws one float per element
+    (`bernoulli_`); here one 64-bit draw of the same seeded generator gives four 16-bit numbers, and an
+    element is kept when its number is below a threshold: P(keep) = round((1 - p) * 65536) / 65536 (p = 0.1
+    drops with probability 0.100006), and kept values are scaled by the inverse of that exact probability, so
+    the expectation is x. About 3x faster than drawing floats (docs/training.md). Other devices, eval mode
+    and p = 0 behave as `nn.Dropout`."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.inplace:
             return super().forward(x)
-        if self.p == 1.0:
+        keep_count = round((1.0 - self.p) * 65536)  # of the 65536 values of a 16-bit number
+        if keep_count <= 0:
             return x * 0.0
-        keep = torch.rand(x.shape, device=x.device) < (1.0 - self.p)  # same shape as x, bool
-        return x * keep * (1.0 / (1.0 - self.p))
+        if keep_count >= 65536:
+            return x
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), 2**63 - 1)
+        keep = bits.view(torch.int16)[:n].view(x.shape) < (keep_count - 32768)
+        return x * keep * (65536.0 / keep_count)
 
 
 class _ResidualLayer(nn.Module):

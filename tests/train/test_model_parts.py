@@ -275,3 +275,14 @@ def test_predict_chunk_exports_to_onnx(tmp_path):
     with torch.no_grad():
         want = policy.predict_chunk({"observation.image": image}, state).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_dropout_probability_is_p_on_a_16_bit_grid_and_unbiased():
+    x = torch.ones(400_000)
+    torch.manual_seed(0)
+    y = Dropout(0.1).train()(x)
+    keep = 58982 / 65536  # round(0.9 * 65536) of the 65536 16-bit values
+    assert abs((y == 0).float().mean().item() - 0.1) < 0.002  # 4 sigma
+    assert torch.allclose(y[y != 0], torch.tensor(1.0 / keep))  # E[y] = x exactly, not 0.99999 x
+    lanes = (y == 0).view(-1, 4).float().mean(0)  # the four 16-bit numbers of one 64-bit draw
+    assert torch.all((lanes - 0.1).abs() < 0.004)
