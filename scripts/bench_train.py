@@ -44,6 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--no-lerobot", action="store_true", help="skip LeRobot even when it is importable")
+    p.add_argument(
+        "--lerobot-data",
+        action="store_true",
+        help="also time LeRobot's ACT fed by LeRobot's own pipeline (LeRobotDataset with video decoding, its "
+        "DataLoader with --lerobot-workers workers, its pre-processor): needs --dataset with videos",
+    )
+    p.add_argument("--lerobot-workers", type=int, default=4, help="DataLoader workers (LeRobot's default 4)")
     p.add_argument("--json", type=Path, help="write the results here")
     return p.parse_args(argv)
 
@@ -91,9 +98,9 @@ def build_variant(dataset: str, args: argparse.Namespace, overrides: dict, workd
     return trainer, step, info
 
 
-def build_lerobot(trainer, args: argparse.Namespace):
-    """LeRobot's ACT (lerobot 0.4.x) built from our config, trained on our batches (fp32, as LeRobot does);
-    returns a `step(i) -> seconds` and its info."""
+def build_lerobot(trainer, args: argparse.Namespace, own_data: bool = False):
+    """LeRobot's ACT (lerobot 0.4.x) built from our config (fp32, as LeRobot does), trained on our batches
+    or, with `own_data`, on batches from LeRobot's own data pipeline; returns `step(i) -> seconds`, info."""
     from edgeact.train.lerobot_import import ensure_torchvision_importable
 
     ensure_torchvision_importable()
@@ -123,13 +130,19 @@ def build_lerobot(trainer, args: argparse.Namespace):
     policy.train()
     opt = torch.optim.AdamW(policy.parameters(), lr=trainer.cfg.lr, weight_decay=trainer.cfg.weight_decay)
     last: dict = {}
+    next_batch = lerobot_pipeline(lr_cfg, trainer, args) if own_data else None
 
     def step(i: int) -> float:
         t0 = time.perf_counter()
-        _, batch = trainer._load(i)
-        # LeRobot's processors hand the model float images in 0..1 (contiguous NCHW); state and action go in
-        # unnormalized (its loss is then large, the compute is the same; edgeact normalizes inside the model).
-        lb = {k: (v.float().contiguous() / 255.0 if v.dtype == torch.uint8 else v) for k, v in batch.items()}
+        if next_batch is not None:
+            lb = next_batch()
+        else:
+            _, batch = trainer._load(i)
+            # LeRobot's processors hand the model float images in 0..1 (contiguous NCHW); state and action go
+            # in unnormalized (its loss is then large, the compute is the same; edgeact normalizes inside).
+            lb = {
+                k: (v.float().contiguous() / 255.0 if v.dtype == torch.uint8 else v) for k, v in batch.items()
+            }
         loss, _ = policy.forward(lb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,6 +152,37 @@ def build_lerobot(trainer, args: argparse.Namespace):
         return time.perf_counter() - t0
 
     return step, {"params": sum(p.numel() for p in policy.parameters()), "_last": last}
+
+
+def lerobot_pipeline(lr_cfg, trainer, args: argparse.Namespace):
+    """What `lerobot-train` does before each update: the next batch of its DataLoader over a LeRobotDataset
+    (frames decoded from the dataset's videos, action chunks by delta timestamps), through its pre-processor
+    (normalization). Videos decode through PyAV (scripts/lerobot_pyav_reader.py says why)."""
+    import lerobot_pyav_reader
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.policies.factory import make_pre_post_processors
+
+    lerobot_pyav_reader.install()
+    root = Path(trainer.dataset_info["root"])
+    fps = trainer.dataset_info["fps"]
+    ds = LeRobotDataset(
+        str(trainer.dataset_info["id"]),
+        root=root,
+        delta_timestamps={"action": [i / fps for i in range(lr_cfg.chunk_size)]},
+        video_backend="pyav",
+    )
+    if not ds.meta.video_keys:
+        raise SystemExit(
+            f"--lerobot-data: {root} has no videos; LeRobot's pipeline would not decode anything"
+        )
+    pre, _ = make_pre_post_processors(lr_cfg, dataset_stats=ds.meta.stats)
+    workers = args.lerobot_workers
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True,
+        prefetch_factor=2 if workers > 0 else None,
+    )  # fmt: skip
+    batches = iter(loader)
+    return lambda: pre(next(batches))
 
 
 def run_interleaved(runners: dict, args: argparse.Namespace) -> dict[str, dict]:
@@ -185,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("lerobot is not importable here: LeRobot's ACT not timed (no ratio)")
             else:
                 runners["lerobot"] = build_lerobot(plain, args)
+                if args.lerobot_data:
+                    runners["lerobot+its data"] = build_lerobot(plain, args, own_data=True)
         rows = run_interleaved(runners, args)
     _report(rows, args)
     return 0
