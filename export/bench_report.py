@@ -9,9 +9,17 @@ from typing import Any
 
 import numpy as np
 
+MULTI_THREAD_NOTE = (
+    "note: with more than 1 thread the interleaved steps are not comparable: after each call the thread "
+    "pools of ONNX Runtime and torch spin-wait for work and take CPU from the other (measured here: eager "
+    "26 ms alone vs 55 ms interleaved at 2 threads); compare speed-ups at --threads 1"
+)
+
 
 def format_table(results: dict[str, Any]) -> str:
     lines = []
+    if results.get("threads", 1) > 1:
+        lines.append(MULTI_THREAD_NOTE)
     for name, res in results["sizes"].items():
         lines.append(
             f"\n{name}: ACT {res['params_millions']:.1f} M parameters, {res['ticks']} steps, "
