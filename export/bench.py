@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 from edgeact.export.bench_report import format_table, write_png
-from edgeact.export.bench_runtime import in_subprocess
+from edgeact.export.bench_runtime import runtime_process_probe, time_loop
 
 log = logging.getLogger(__name__)
 
@@ -227,24 +227,6 @@ class EagerStepper:
 
 def _feature(camera: str) -> str:
     return "observation.image" if camera == "image" else f"observation.images.{camera}"
-
-
-def time_loop(
-    model: Path, ticks: int, rate_hz: float, threads: int, realtime: int = 0, spin_us: float = 0.0
-) -> dict[str, Any]:
-    """The C++ loop at `rate_hz` in async mode in a fresh runtime-only process (`bench_runtime loop`);
-    `realtime` > 0: SCHED_FIFO at that priority, mlockall and the loop thread pinned to the last CPU;
-    `spin_us` > 0: the last `spin_us` before each deadline busy-waited (LoopParams.spin_us)."""
-    argv = ["loop", str(model), "--ticks", str(ticks), "--rate", str(rate_hz), "--threads", str(threads)]
-    argv += ["--spin-us", str(spin_us)]
-    if realtime > 0:
-        argv += ["--realtime", str(realtime), "--cpu", str((os.cpu_count() or 1) - 1)]
-    return in_subprocess(argv)
-
-
-def runtime_process_probe(model: Path, release_load_memory: bool = True) -> dict[str, Any]:
-    """RSS and time to first action of a fresh runtime-only process (no torch) running the model."""
-    return in_subprocess(["probe", str(model)] + ([] if release_load_memory else ["--keep-load-memory"]))
 
 
 def _pct(ns: np.ndarray) -> dict[str, float]:

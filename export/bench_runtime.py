@@ -6,6 +6,7 @@ Both run in a fresh runtime-only Python process (no torch imported), the process
   wake-up lateness of every tick. `mlockall` locks the whole process, which is why this is not done inside
   the bench process (it holds torch and the eager model).
 - `probe`: peak RSS and time from process start to the first action of a process that loads the model.
+`time_loop` and `runtime_process_probe` start them in a fresh interpreter for `edgeact-bench`.
 
     python -m edgeact.export.bench_runtime loop MODEL --ticks 1000 --spin-us 200 [--realtime 80 --cpu 1]
     python -m edgeact.export.bench_runtime probe MODEL
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -114,6 +116,24 @@ def in_subprocess(argv: list[str]) -> dict[str, Any]:
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def time_loop(
+    model: Path, ticks: int, rate_hz: float, threads: int, realtime: int = 0, spin_us: float = 0.0
+) -> dict[str, Any]:
+    """The C++ loop at `rate_hz` in async mode in a fresh runtime-only process (`bench_runtime loop`);
+    `realtime` > 0: SCHED_FIFO at that priority, mlockall and the loop thread pinned to the last CPU;
+    `spin_us` > 0: the last `spin_us` before each deadline busy-waited (LoopParams.spin_us)."""
+    argv = ["loop", str(model), "--ticks", str(ticks), "--rate", str(rate_hz), "--threads", str(threads)]
+    argv += ["--spin-us", str(spin_us)]
+    if realtime > 0:
+        argv += ["--realtime", str(realtime), "--cpu", str((os.cpu_count() or 1) - 1)]
+    return in_subprocess(argv)
+
+
+def runtime_process_probe(model: Path, release_load_memory: bool = True) -> dict[str, Any]:
+    """RSS and time to first action of a fresh runtime-only process (no torch) running the model."""
+    return in_subprocess(["probe", str(model)] + ([] if release_load_memory else ["--keep-load-memory"]))
 
 
 def main(argv: list[str] | None = None) -> int:
