@@ -279,6 +279,8 @@ def _summary(policy, robot, cfg, args, result, stats, load_s) -> dict[str, Any]:
         "policy_load_s": load_s,
         "wall_s": result.wall_s,
     }
+    if result.realtime:
+        out["realtime"] = result.realtime
     if stats is not None:
         out.update(stats.as_dict())
         out["episodes"] = [

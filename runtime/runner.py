@@ -109,6 +109,9 @@ class RunResult:
     jitter_ns: list[int] = field(default_factory=list)  # real-time loop: wake-up lateness per tick
     first_action_at: float | None = None  # time.monotonic() of the first command sent to the robot
     wall_s: float = 0.0
+    realtime: dict[str, Any] = field(
+        default_factory=dict
+    )  # real-time loop: the options asked for, and refusals
 
     def count(self, status: Any) -> None:
         self.statuses[status.name] = self.statuses.get(status.name, 0) + 1
@@ -245,6 +248,14 @@ def run_realtime(
         result.stage_ns[stage] = timings[stage].astype(np.int64).tolist()
     result.stage_ns["step"] = timings["total"].astype(np.int64).tolist()
     result.jitter_ns = timings["lateness"].astype(np.int64).tolist()
+    result.realtime = {
+        "rate_hz": params.rate_hz,
+        "priority": params.realtime_priority,
+        "lock_memory": params.lock_memory,
+        "cpu_affinity": list(params.cpu_affinity or []),
+        "spin_us": params.spin_us,
+        "refused": list(stats.realtime_warnings),
+    }
     result.wall_s = time.monotonic() - t_start
     return result
 

@@ -92,6 +92,15 @@ def test_loop_drives_the_arm_toward_the_policy_target(model: Path) -> None:
     # every chunk walks from the present state to the target, so the arm converges on it
     np.testing.assert_allclose(arm.state, TARGET, atol=0.05)
     assert len(result.stage_ns["step"]) == result.ticks
+    # what the loop was asked for, for the JSON summary; nothing was refused
+    assert result.realtime == {
+        "rate_hz": float(arm.spec.fps),
+        "priority": 0,
+        "lock_memory": False,
+        "cpu_affinity": [],
+        "spin_us": 200.0,
+        "refused": [],
+    }
 
 
 def test_stalled_camera_safe_stops_and_commands_end(model: Path) -> None:
