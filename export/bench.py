@@ -10,7 +10,8 @@ saves it as a checkpoint and exports it with `export-policy` (the real exporter)
 - the same policy quantized to int8 (`export-policy --quantize int8 --force`, PushT size by default): its
   runtime step, its parity loss and its speed-up over the fp32 eager step, always labelled int8;
 - the real-time loop: the PushT policy in async mode ticking at 50 Hz, wake-up lateness (jitter) per tick, in
-  a torch-free subprocess; with `--loop-realtime P` also with SCHED_FIFO P + mlockall + one pinned CPU;
+  a torch-free subprocess; again with a 200 us spin before each deadline (`--loop-spin-us`), and with
+  `--loop-realtime P` with SCHED_FIFO P + mlockall + one pinned CPU (and the spin);
 - RSS and time to first action of a torch-free runtime process, for the fp32 and the int8 model.
 
 Runtime rows: `pre`, `infer`, `ensemble`, `post` (C++ stages), `core` (the whole C++ `Session::step`), `step`
@@ -38,6 +39,8 @@ from typing import Any
 import numpy as np
 from edgeact.export.bench_report import format_table, write_png
 from edgeact.export.bench_runtime import runtime_process_probe, time_loop
+from edgeact.export.bench_steppers import EagerStepper, RuntimeStepper
+from edgeact.runtime.runner import percentiles_us
 
 log = logging.getLogger(__name__)
 
@@ -139,107 +142,6 @@ def export_policy(
     return out
 
 
-def bench_inputs(size: BenchSize, seed: int = 1) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Fixed random frames (camera name -> uint8 (H, W, 3)) and state float32 (S,)."""
-    rng = np.random.default_rng(seed)
-    images = {}
-    for key, h, w in size.cameras:
-        name = "image" if key == "observation.image" else key.removeprefix("observation.images.")
-        images[name] = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-    state = rng.uniform(50, 450, size=size.state_dim).astype(np.float32)
-    return images, state
-
-
-class RuntimeStepper:
-    """One C++ `Session.step` per call (ensemble mode), recording its stage timings (ns)."""
-
-    STAGES = ("pre", "infer", "ensemble", "post", "core", "step")
-
-    def __init__(self, model: Path, size: BenchSize, ticks: int, threads: int) -> None:
-        from edgeact.runtime.core import Policy, PolicyParams
-
-        self.policy = Policy.load(model, PolicyParams(intra_op_threads=threads, warmup_runs=3))
-        self.session = self.policy.session()
-        self.session.reset()
-        self.images, self.state = bench_inputs(size)
-        self.rows = {k: np.zeros(ticks, np.int64) for k in self.STAGES}
-
-    def __call__(self, i: int) -> None:
-        t0 = time.perf_counter_ns()
-        command, status = self.session.step(self.images, self.state)
-        self.rows["step"][i] = time.perf_counter_ns() - t0
-        if command is None or status.is_fault:
-            raise RuntimeError(f"runtime step {i} returned {status.name}")
-        t = self.session.last_timings
-        self.rows["pre"][i], self.rows["infer"][i] = t.pre_ns, t.infer_ns
-        self.rows["ensemble"][i], self.rows["post"][i] = t.ensemble_ns, t.post_ns
-        self.rows["core"][i] = t.total_ns
-
-    def summary(self) -> dict[str, Any]:
-        rt = self.rows
-        rows = rt | {"overhead": rt["core"] - rt["infer"], "python": rt["step"] - rt["core"]}
-        return {k: _pct(v) for k, v in rows.items()}
-
-
-class EagerStepper:
-    """One PyTorch eager step per call: HWC -> CHW tensors, `predict_chunk`, the reference ensembler."""
-
-    def __init__(self, policy: Any, size: BenchSize, ticks: int, threads: int) -> None:
-        import torch
-        from edgeact.runtime.ensemble_ref import ActionExecutor, ExecutionConfig
-
-        torch.set_num_threads(threads)
-        self.torch, self.policy = torch, policy
-        images, state = bench_inputs(size)
-        self.features = {_feature(n): img for n, img in images.items()}  # uint8 (H, W, 3) each
-        self.state = state
-        cfg = policy.config
-        self.executor = ActionExecutor(
-            ExecutionConfig(
-                chunk_size=cfg.chunk_size,
-                action_dim=size.action_dim,
-                mode="ensemble",
-                temporal_ensemble_coeff=cfg.temporal_ensemble_coeff,
-            )
-        )
-        self.executor.reset()
-        self.rows = {k: np.zeros(ticks, np.int64) for k in ("infer", "ensemble", "step")}
-        with torch.inference_mode():
-            for _ in range(3):  # warm-up, as the runtime's warmup_runs
-                self._infer()
-
-    def _infer(self) -> np.ndarray:
-        torch = self.torch
-        imgs = {
-            k: torch.from_numpy(v).permute(2, 0, 1)[None] for k, v in self.features.items()
-        }  # (1, 3, H, W)
-        return self.policy.predict_chunk(imgs, torch.from_numpy(self.state)[None]).numpy()  # (1, k, A)
-
-    def __call__(self, i: int) -> None:
-        with self.torch.inference_mode():
-            t0 = time.perf_counter_ns()
-            chunk = self._infer()
-            t1 = time.perf_counter_ns()
-            self.executor.update(chunk)
-            t2 = time.perf_counter_ns()
-        self.rows["infer"][i], self.rows["ensemble"][i], self.rows["step"][i] = t1 - t0, t2 - t1, t2 - t0
-
-
-def _feature(camera: str) -> str:
-    return "observation.image" if camera == "image" else f"observation.images.{camera}"
-
-
-def _pct(ns: np.ndarray) -> dict[str, float]:
-    us = np.asarray(ns, np.float64) / 1e3
-    return {
-        "p50_us": float(np.percentile(us, 50)),
-        "p99_us": float(np.percentile(us, 99)),
-        "max_us": float(us.max()),
-        "mean_us": float(us.mean()),
-        "n": int(us.size),
-    }
-
-
 def bench_size(
     size: BenchSize, workdir: Path, ticks: int, threads: int, exporter: str, int8: bool = False
 ) -> dict[str, Any]:
@@ -263,7 +165,7 @@ def bench_size(
         "export_s": export_s,
         "model_mb": model.stat().st_size / 1e6,
         "runtime": runtime_step.summary(),
-        "eager": {k: _pct(v) for k, v in eager.items()},
+        "eager": {k: percentiles_us(v) for k, v in eager.items()},
         "raw_step_ns": {"runtime": rt["step"].tolist(), "eager": eager["step"].tolist()},
     }
     r, e = res["runtime"]["step"], res["eager"]["step"]
@@ -365,8 +267,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], dict[s
             continue
         loop = time_loop(model, loop_ticks, 50.0, args.threads, realtime=prio, spin_us=spin_us)
         raw[key] = np.asarray(loop.pop("lateness_ns"), np.int64)
-        loop["jitter"] = _pct(np.abs(raw[key]))
-        loop["tick"] = _pct(np.asarray(loop.pop("tick_ns"), np.int64))
+        loop["jitter"] = percentiles_us(np.abs(raw[key]))
+        loop["tick"] = percentiles_us(np.asarray(loop.pop("tick_ns"), np.int64))
         loop["size"] = sizes[0]
         results[key] = loop
     results["runtime_process"] = runtime_process_probe(model)

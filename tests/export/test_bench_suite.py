@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("torch")
 
 from edgeact.export import bench
+from edgeact.export.bench_steppers import bench_inputs
 
 pytestmark = pytest.mark.bench
 
@@ -34,7 +35,7 @@ def test_runtime_step(benchmark, exported) -> None:
     size, _, model = exported
     session = Policy.load(model, PolicyParams(intra_op_threads=1)).session()
     session.reset()
-    images, state = bench.bench_inputs(size)
+    images, state = bench_inputs(size)
     command, status = benchmark(session.step, images, state)
     assert command is not None and not status.is_fault
 
@@ -45,7 +46,7 @@ def test_eager_step(benchmark, exported) -> None:
 
     size, policy, _ = exported
     torch.set_num_threads(1)
-    images, state = bench.bench_inputs(size)
+    images, state = bench_inputs(size)
     feats = {
         ("observation.image" if n == "image" else f"observation.images.{n}"): v for n, v in images.items()
     }
