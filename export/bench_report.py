@@ -11,8 +11,8 @@ import numpy as np
 
 MULTI_THREAD_NOTE = (
     "note: with more than 1 thread the interleaved steps are not comparable: after each call the thread "
-    "pools of ONNX Runtime and torch spin-wait for work and take CPU from the other (measured here: eager "
-    "26 ms alone vs 55 ms interleaved at 2 threads); compare speed-ups at --threads 1"
+    "pools of ONNX Runtime and torch spin-wait for work and take CPU from the other (docs/rt-run.md); "
+    "compare speed-ups at --threads 1"
 )
 
 
