@@ -7,6 +7,8 @@ Layout (docs/design.md "Checkpoint"), all without pickle:
     .../<step:06d>/training_state/state.safetensors    optimizer moments, RNG states
     .../<step:06d>/training_state/state.json           step, optimizer groups, scheduler, RNG (JSON)
     OUTPUT/checkpoints/last -> <step:06d>              symlink, replaced atomically
+    OUTPUT/checkpoints/best -> <step:06d>              the best closed-loop evaluation so far (`eval_every`),
+    .../<step:06d>/eval.json                           that evaluation's summary
 
 A step folder is written under a temporary name and renamed into place, so `last` only ever names a complete
 one.
@@ -36,6 +38,8 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_DIR = "training_state"
 LAST = "last"
+BEST = "best"
+EVAL_FILE = "eval.json"
 
 
 class CheckpointError(TrainError):
@@ -174,6 +178,8 @@ def save_checkpoint(
             state["scheduler"] = json_safe(scheduler.state_dict())
         _save_tensors(tensors, tmp / STATE_DIR / "state.safetensors")
         _write_json(tmp / STATE_DIR / "state.json", state)
+        if (final / EVAL_FILE).is_file():  # the same step saved again keeps its evaluation (and `best`)
+            shutil.copy2(final / EVAL_FILE, tmp / EVAL_FILE)
         _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -200,20 +206,42 @@ def _replace_dir(src: Path, dst: Path) -> None:
         os.close(fd)
 
 
-def _point_last(root: Path, name: str) -> None:
-    tmp_link = root / f".{LAST}-{os.getpid()}"
+def _point_last(root: Path, name: str, link: str = LAST) -> None:
+    tmp_link = root / f".{link}-{os.getpid()}"
     if tmp_link.is_symlink() or tmp_link.exists():
         tmp_link.unlink()
     os.symlink(name, tmp_link)  # relative: the run folder can move
-    os.replace(tmp_link, root / LAST)
+    os.replace(tmp_link, root / link)
 
 
 def _prune(root: Path, keep: int) -> None:
     steps = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name.isdigit())
-    current = (root / LAST).resolve()
+    kept = {(root / link).resolve() for link in (LAST, BEST) if (root / link).is_symlink()}
     for p in steps[:-keep]:
-        if p.resolve() != current:
+        if p.resolve() not in kept:
             shutil.rmtree(p, ignore_errors=True)
+
+
+def mark_best(step_dir: str | Path, summary: dict[str, Any]) -> Path:
+    """Write `eval.json` into a complete step folder, then point `checkpoints/best` at it (atomically)."""
+    step_dir = Path(step_dir)
+    tmp = step_dir / f".{EVAL_FILE}.{os.getpid()}.tmp"
+    _write_json(tmp, json_safe(summary))
+    os.replace(tmp, step_dir / EVAL_FILE)
+    _point_last(step_dir.parent, step_dir.name, BEST)
+    log.info("best checkpoint so far: %s (%s)", step_dir, summary)
+    return step_dir
+
+
+def read_best(output: str | Path) -> dict[str, Any] | None:
+    """The evaluation summary of `OUTPUT/checkpoints/best`, or None when there is none yet."""
+    path = checkpoints_dir(output) / BEST / EVAL_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable evaluation summary: {err}") from err
 
 
 # ---------------------------------------------------------------------------------------------------- reading

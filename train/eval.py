@@ -24,7 +24,13 @@ import numpy as np
 import torch
 from edgeact.runtime.ensemble_ref import ActionExecutor, ExecutionConfig
 from edgeact.runtime.robots.base import EpisodeResult, Observation
-from edgeact.runtime.robots.pusht_sim import CONTROL_HZ, PushTMetrics, PushTSim, pusht_metrics
+from edgeact.runtime.robots.pusht_sim import (
+    CONTROL_HZ,
+    ENV_STATE,
+    PushTMetrics,
+    PushTSim,
+    pusht_metrics,
+)
 from edgeact.train.features import camera_name
 from edgeact.train.train_config import EvalConfig, TrainError
 
@@ -106,8 +112,15 @@ class _PolicyInfer:
         state = (
             torch.from_numpy(np.asarray(obs.state, dtype=np.float32)).unsqueeze(0).to(self.device)
         )  # (1, S)
+        env_state = None
+        if self.policy.io.env_state_dim is not None:
+            if ENV_STATE not in obs.vectors:
+                raise EvalError(
+                    f"the policy needs {ENV_STATE!r}; the environment gives {sorted(obs.vectors)}"
+                )
+            env_state = torch.from_numpy(obs.vectors[ENV_STATE]).unsqueeze(0).to(self.device)  # (1, 16)
         with torch.inference_mode():
-            chunk = self.policy.predict_chunk(images, state)  # (1, k, A)
+            chunk = self.policy.predict_chunk(images, state, env_state)  # (1, k, A)
         return chunk[0].float().cpu().numpy()
 
 
@@ -130,7 +143,7 @@ def evaluate_policy(
     executor = ActionExecutor(exec_cfg)
     infer = _PolicyInfer(policy, camera_keys, device)
     video_dir = Path(cfg.video_dir) if cfg.video_dir else None
-    robot = PushTSim(max_episode_steps=cfg.max_steps)
+    robot = PushTSim(max_episode_steps=cfg.max_steps, observation=pusht_observation(policy.io))
     robot.connect()
     was_training = policy.training
     policy.eval()
@@ -154,6 +167,15 @@ def evaluate_policy(
         "n_action_steps": exec_cfg.n_action_steps,
     }
     return EvalResult(pusht_metrics(episodes), episodes, exec_dict, time.perf_counter() - t0, videos)
+
+
+def pusht_observation(io: Any) -> str:
+    """Which PushT observation a policy reads: the camera, or the block keypoints (no camera + env state)."""
+    if io.image_shapes:
+        return "pixels"
+    if io.env_state_dim is None:
+        raise EvalError(f"a PushT policy without a camera needs {ENV_STATE!r} (the block keypoints)")
+    return "keypoints"
 
 
 def _action_dim(policy: torch.nn.Module) -> int:

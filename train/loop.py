@@ -227,15 +227,7 @@ class Trainer:
 
     def save(self) -> None:
         if self.dist.is_main:
-            self.last_ckpt = ckpt_io.save_checkpoint(
-                self.output,
-                self.step,
-                policy=self.policy,
-                config=self.checkpoint_config(),
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                keep=self.cfg.keep_checkpoints,
-            )
+            self.save_main()
         self._barrier()
 
     def _barrier(self) -> None:
@@ -313,6 +305,8 @@ class Trainer:
         return idx, to_device(self.chunks.get_batch(idx), self.device, self.cfg.channels_last)
 
     def _evaluate(self, monitor: Monitor) -> None:
+        """Closed-loop episodes; a better result (success rate, then average max overlap) than every earlier
+        evaluation of the run is saved as a checkpoint and becomes `checkpoints/best`."""
         if self.dist.is_main:
             from edgeact.train.eval import evaluate_policy
 
@@ -321,8 +315,30 @@ class Trainer:
                 result = evaluate_policy(self.policy, self.cfg.eval, fps=self.dataset.meta.fps)
             finally:
                 self.policy.train()
+            summary = {**result.summary(), "step": self.step, "samples": self.step * self.global_batch}
             monitor.scalars(self.step, {f"eval/{k}": v for k, v in result.summary().items()})
+            best = ckpt_io.read_best(self.output)
+            if best is None or _eval_score(summary) > _eval_score(best):
+                if self.last_ckpt is None or self.last_ckpt.name != ckpt_io.step_dir_name(self.step):
+                    self.save_main()
+                ckpt_io.mark_best(self.last_ckpt, summary)
+            monitor.curve()
         self._barrier()
+
+    def save_main(self) -> None:
+        self.last_ckpt = ckpt_io.save_checkpoint(
+            self.output,
+            self.step,
+            policy=self.policy,
+            config=self.checkpoint_config(),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            keep=self.cfg.keep_checkpoints,
+        )
+
+
+def _eval_score(summary: dict[str, Any]) -> tuple[float, float]:
+    return float(summary["success_rate"]), float(summary["avg_max_overlap"])
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:

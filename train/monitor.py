@@ -3,6 +3,8 @@
 - Progress bar (tqdm, stderr): loss, lr, samples/s and the ETA.
 - `OUTPUT/metrics.jsonl`: one JSON line every `log_every` steps (and for each evaluation).
 - `OUTPUT/tensorboard/`: the same scalars when the `tensorboard` package is installed.
+- `OUTPUT/learning_curve.png`: closed-loop success and average max overlap against samples seen, redrawn
+  after every evaluation (`eval_every`), when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -75,6 +77,13 @@ class Monitor:
                 if isinstance(v, (int, float)):
                     self._tb.add_scalar(k, v, step)
 
+    def curve(self) -> Path | None:
+        """Redraw `learning_curve.png` from the evaluations in metrics.jsonl; None without matplotlib."""
+        if not self.enabled or self._jsonl is None:
+            return None
+        path = Path(self._jsonl.name)
+        return write_learning_curve(path, path.with_name("learning_curve.png"), self.global_batch)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -91,3 +100,38 @@ def _tensorboard(folder: Path) -> Any:
         log.debug("tensorboard is not installed; scalars go to metrics.jsonl only")
         return None
     return SummaryWriter(str(folder))
+
+
+def write_learning_curve(metrics: Path, png: Path, global_batch: int) -> Path | None:
+    """Plot eval/success_rate and eval/avg_max_overlap from `metrics` (jsonl) against samples seen."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.debug("matplotlib is not installed; no learning curve")
+        return None
+    rows = []
+    for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        if "eval/success_rate" in row:
+            rows.append(row)
+    if not rows:
+        return None
+    samples = [r["step"] * global_batch for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(samples, [r["eval/success_rate"] for r in rows], "o-", label="success rate")
+    ax.plot(samples, [r["eval/avg_max_overlap"] for r in rows], "s-", label="average max overlap")
+    ax.set_xlabel("samples seen")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    n = rows[-1].get("eval/n_episodes", "?")
+    ax.set_title(f"closed-loop evaluation ({n} episodes each)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png)
+    return png

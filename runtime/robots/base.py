@@ -72,6 +72,9 @@ class RobotSpec:
     action_names: tuple[str, ...]
     action_low: tuple[float, ...] | None = None
     action_high: tuple[float, ...] | None = None
+    # Float vector inputs besides `observation.state`, by feature key (e.g. `observation.environment_state`)
+    # -> element names, in order; delivered in `Observation.vectors`.
+    vectors: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
@@ -88,11 +91,22 @@ class RobotSpec:
                     f"RobotSpec.{fld} has {len(bound)} values for {len(self.action_names)} actions "
                     f"(robot {self.name})"
                 )
+        keys = [k for k, _ in self.vectors]
+        if len(set(keys)) != len(keys) or "observation.state" in keys or any(not n for _, n in self.vectors):
+            raise ValueError(
+                f"RobotSpec.vectors must name distinct features other than observation.state, each with "
+                f"element names; got {[(k, len(n)) for k, n in self.vectors]} (robot {self.name})"
+            )
         if self.action_low is not None and self.action_high is not None:
             pairs = zip(self.action_names, self.action_low, self.action_high, strict=True)
             bad = [n for n, lo, hi in pairs if lo > hi]
             if bad:
                 raise ValueError(f"RobotSpec.action_low exceeds action_high for {bad} (robot {self.name})")
+
+    @property
+    def vector_dims(self) -> dict[str, int]:
+        """Feature key -> length of each float vector input besides `observation.state`."""
+        return {key: len(names) for key, names in self.vectors}
 
     @property
     def camera_names(self) -> tuple[str, ...]:
@@ -118,6 +132,8 @@ class Observation:
     state: np.ndarray
     timestamp: float
     image_timestamps: dict[str, float] = field(default_factory=dict)
+    # Float vector inputs besides `state`, by feature key (RobotSpec.vectors): float32 (D,) each.
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def validate(self, spec: RobotSpec) -> None:
         """Raise RobotError naming the camera or field when this observation does not fit `spec`."""
@@ -137,6 +153,16 @@ class Observation:
             )
         if not np.all(np.isfinite(self.state)):
             raise RobotError(f"state of {spec.name} holds NaN or Inf: {self.state.tolist()}")
+        for key, dim in spec.vector_dims.items():
+            vec = self.vectors.get(key)
+            if vec is None:
+                raise RobotError(f"observation from {spec.name} lacks {key!r}")
+            if vec.shape != (dim,) or vec.dtype != np.float32:
+                raise RobotError(
+                    f"{key} of {spec.name} is {vec.dtype} {vec.shape}, expected float32 ({dim},)"
+                )
+            if not np.all(np.isfinite(vec)):
+                raise RobotError(f"{key} of {spec.name} holds NaN or Inf: {vec.tolist()}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ This is the one definition of the PushT simulation used by `rt-run --robot pusht
   (REFERENCE section 3).
 - `coverage_to_reward`, `is_success`, `pusht_metrics`: success when coverage > 0.95, reward =
   clip(coverage / 0.95, 0, 1), average max overlap = mean over episodes of the per-episode maximum reward.
-- `PushTSim`: a `SimRobot`; one `command()` advances the simulation by one 0.1 s tick.
+- `PushTSim`: a `SimRobot`; one `command()` advances the simulation by one 0.1 s tick. It observes either
+  the camera (`observation="pixels"`, gym-pusht's `pixels_agent_pos`) or the block's keypoints
+  (`observation="keypoints"`, gym-pusht's `environment_state_agent_pos`: `observation.environment_state` =
+  the 8 vertices of the T, 16 numbers), with the same env, reset and metrics.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ ACTION_LOW, ACTION_HIGH = 0.0, 512.0  # action Box(0, 512, (2,)): the agent's ta
 PUSHT_STATE_NAMES = ("motor_0", "motor_1")
 PUSHT_ACTION_NAMES = ("motor_0", "motor_1")
 PUSHT_CAMERA = "image"  # feature `observation.image`
+ENV_STATE = "observation.environment_state"
+# gym-pusht's get_keypoints order: the 4 vertices of the bar, then the 4 of the stem, (x, y) each.
+PUSHT_KEYPOINT_NAMES = tuple(f"keypoint_{i // 2}_{'xy'[i % 2]}" for i in range(16))
+OBSERVATIONS = {"pixels": "pixels_agent_pos", "keypoints": "environment_state_agent_pos"}
 
 
 class SimulationUnavailableError(RobotError):
@@ -111,14 +118,17 @@ def make_pusht_env(
     max_episode_steps: int = MAX_EPISODE_STEPS,
     observation_size: int = 96,
     visualization_size: int = 680,
+    observation: str = "pixels",
 ) -> Any:
-    """The PushT env every edgeact evaluation uses: pixels + agent_pos, rgb_array, headless."""
+    """The PushT env every edgeact evaluation uses: pixels (or keypoints) + agent_pos, rgb_array, headless."""
     if max_episode_steps <= 0:
         raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps}")
+    if observation not in OBSERVATIONS:
+        raise ValueError(f"observation={observation!r}: must be one of {sorted(OBSERVATIONS)}")
     gym, _ = _import_gym()
     return gym.make(
         PUSHT_ENV_ID,
-        obs_type="pixels_agent_pos",
+        obs_type=OBSERVATIONS[observation],
         render_mode="rgb_array",
         max_episode_steps=max_episode_steps,
         observation_width=observation_size,
@@ -159,18 +169,30 @@ def reset_pusht(
 
 
 class PushTSim(SimRobot):
-    """gym-pusht as a robot: camera `image` 96x96, state = agent (x, y), action = target (x, y) in pixels."""
+    """gym-pusht as a robot: camera `image` 96x96 (or the block keypoints), state = agent (x, y), action =
+    target (x, y) in pixels."""
 
-    def __init__(self, *, max_episode_steps: int = MAX_EPISODE_STEPS, angle_first: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        max_episode_steps: int = MAX_EPISODE_STEPS,
+        angle_first: bool = True,
+        observation: str = "pixels",
+    ) -> None:
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"pusht-sim observation={observation!r}: must be one of {sorted(OBSERVATIONS)}")
+        keypoints = observation == "keypoints"
         self._spec = RobotSpec(
             name="pusht-sim",
             fps=float(CONTROL_HZ),
-            cameras=(CameraSpec(PUSHT_CAMERA, 96, 96),),
+            cameras=() if keypoints else (CameraSpec(PUSHT_CAMERA, 96, 96),),
             state_names=PUSHT_STATE_NAMES,
             action_names=PUSHT_ACTION_NAMES,
             action_low=(ACTION_LOW, ACTION_LOW),
             action_high=(ACTION_HIGH, ACTION_HIGH),
+            vectors=((ENV_STATE, PUSHT_KEYPOINT_NAMES),) if keypoints else (),
         )
+        self.observation = observation
         self._max_steps = max_episode_steps
         self._angle_first = angle_first
         self._env: Any = None
@@ -201,7 +223,7 @@ class PushTSim(SimRobot):
 
     def connect(self) -> None:
         if self._env is None:
-            self._env = make_pusht_env(max_episode_steps=self._max_steps)
+            self._env = make_pusht_env(max_episode_steps=self._max_steps, observation=self.observation)
 
     def disconnect(self) -> None:
         if self._env is not None:
@@ -215,9 +237,13 @@ class PushTSim(SimRobot):
 
     def _to_observation(self, raw: dict[str, np.ndarray]) -> Observation:
         t = self._steps / CONTROL_HZ  # simulated time
+        state = np.asarray(raw["agent_pos"], dtype=np.float32)  # (2,)
+        if "environment_state" in raw:
+            keypoints = np.asarray(raw["environment_state"], dtype=np.float32)  # (16,)
+            return Observation(images={}, state=state, timestamp=t, vectors={ENV_STATE: keypoints})
         return Observation(
             images={PUSHT_CAMERA: raw["pixels"]},  # (96, 96, 3) uint8
-            state=np.asarray(raw["agent_pos"], dtype=np.float32),  # (2,)
+            state=state,
             timestamp=t,
             image_timestamps={PUSHT_CAMERA: t},
         )

@@ -33,7 +33,12 @@ def _import(args: argparse.Namespace) -> int:
         from .zarr_import import PUSHT_TASK, import_diffusion_policy_zarr
 
         out = import_diffusion_policy_zarr(
-            src, args.output, fps=args.fps or 10, task=args.task or PUSHT_TASK, **common
+            src,
+            args.output,
+            fps=args.fps or 10,
+            task=args.task or PUSHT_TASK,
+            observation=args.observation,
+            **common,
         )
     else:
         from .hdf5_import import import_aloha_hdf5
@@ -116,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--format", choices=("auto", "zarr", "aloha"), default="auto")
     imp.add_argument("--fps", type=int, default=None, help="frame rate (zarr: 10, ALOHA: 50)")
     imp.add_argument("--task", default=None)
+    imp.add_argument(
+        "--observation",
+        choices=("image", "keypoints"),
+        default="image",
+        help="zarr: the camera (lerobot/pusht) or the block keypoints (lerobot/pusht_keypoints)",
+    )
     imp.add_argument("--codec", default="auto", choices=("auto", "av1", "h264", "mpeg4"))
     imp.add_argument("--overwrite", action="store_true")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")

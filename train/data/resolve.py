@@ -19,9 +19,12 @@ from .errors import DatasetError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
 
-ALIASES = {"pusht": "lerobot/pusht"}
-# Mirror files that can stand in for a hub dataset, and how to import them.
-MIRROR_SOURCES = {"lerobot/pusht": "pusht_cchi_v7_replay.zarr"}
+ALIASES = {"pusht": "lerobot/pusht", "pusht_keypoints": "lerobot/pusht_keypoints"}
+# Mirror files that can stand in for a hub dataset, and how to import them: (file, observation kind).
+MIRROR_SOURCES = {
+    "lerobot/pusht": ("pusht_cchi_v7_replay.zarr", "image"),
+    "lerobot/pusht_keypoints": ("pusht_cchi_v7_replay.zarr", "keypoints"),
+}
 
 
 def lerobot_home() -> Path:
@@ -57,7 +60,8 @@ def resolve_dataset(name_or_path: str | os.PathLike, *, mirror: str | os.PathLik
     if downloaded is not None:
         return downloaded
     hint = (
-        f" or `edgeact-dataset import {MIRROR_SOURCES[repo_id]} {cached}`"
+        f" or `edgeact-dataset import {MIRROR_SOURCES[repo_id][0]} {cached}"
+        + (" --observation keypoints`" if MIRROR_SOURCES[repo_id][1] == "keypoints" else "`")
         if repo_id in MIRROR_SOURCES
         else ""
     )
@@ -74,7 +78,7 @@ def _from_mirror(repo_id: str, mirror: Path, cached: Path) -> Path | None:
     for candidate in (mirror / repo_id, mirror / repo_id.split("/")[-1]):
         if _is_dataset(candidate):
             return candidate
-    source = MIRROR_SOURCES.get(repo_id)
+    source, observation = MIRROR_SOURCES.get(repo_id, (None, None))
     if source is None or not (mirror / source).exists():
         return None
     from .zarr_import import import_diffusion_policy_zarr
@@ -82,7 +86,7 @@ def _from_mirror(repo_id: str, mirror: Path, cached: Path) -> Path | None:
     log.info("importing %s from the mirror into %s (once)", mirror / source, cached)
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
-        import_diffusion_policy_zarr(mirror / source, cached)
+        import_diffusion_policy_zarr(mirror / source, cached, observation=observation)
     except DatasetError:
         if _is_dataset(cached):  # a concurrent import won the race
             return cached

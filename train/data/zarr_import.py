@@ -5,6 +5,15 @@ The replay buffer holds `data/img` (N, H, W, 3) float 0..255, `data/state` (N, >
 `meta/episode_ends` (E,). PushT's LeRobot version (`lerobot/pusht`) keeps `state[:, :2]` (the agent x, y) as
 `observation.state` and the action unchanged; this importer does the same, so both give identical columns.
 Frames are encoded to mp4 with PyAV; the import is atomic (temporary folder, then rename).
+
+`observation="keypoints"` writes LeRobot's `lerobot/pusht_keypoints` layout instead: no camera,
+`observation.state` = agent x, y, and `observation.environment_state` = the 16 numbers gym-pusht's
+`environment_state_agent_pos` observation gives (the 8 vertices of the T's two rectangles, flattened x0, y0,
+x1, y1, ...), computed with gym-pusht's own `add_tee`/`get_keypoints` from the recorded block pose
+`state[:, 2:5]` (x, y, angle). The T is posed angle first, as `edgeact.runtime.robots.pusht_sim.reset_pusht`
+does, so the values are what the env shows for that pose. The zarr's own `data/keypoint` array is a different
+set: 9 fixed points on the block (its local coordinates are constant to 2.2 px over the whole file), moved by
+the same rigid transform, so it cannot stand in for the env's observation (docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -14,13 +23,39 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetFormatError, DatasetNotFoundError
+from .errors import DatasetError, DatasetFormatError, DatasetNotFoundError
 from .video import VideoSettings
 from .writer import LeRobotWriter
 
 log = logging.getLogger(__name__)
 
 PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
+OBSERVATIONS = ("image", "keypoints")
+ENV_STATE = "observation.environment_state"
+PUSHT_KEYPOINT_DIM = 16  # 8 (x, y) vertices
+
+
+def pusht_block_keypoints(block_pose: np.ndarray) -> np.ndarray:
+    """(N, 16) float32 env-state keypoints for block poses (N, 3) [x, y, angle], by gym-pusht's own geometry.
+
+    Raises DatasetError naming the install hint when gym-pusht is missing.
+    """
+    try:
+        import pymunk
+        from gym_pusht.envs.pusht import PushTEnv
+    except ImportError as err:
+        raise DatasetError(
+            "the PushT keypoint import computes the block's keypoints with gym-pusht: "
+            "pip install 'edgeact[sim]'"
+        ) from err
+    pose = np.asarray(block_pose, dtype=np.float64).reshape(-1, 3)
+    body, shapes = PushTEnv.add_tee(pymunk.Space(), (256, 300), 0)
+    out = np.empty((len(pose), PUSHT_KEYPOINT_DIM), dtype=np.float32)
+    for i, (x, y, angle) in enumerate(pose):
+        body.angle = float(angle)  # angle first, then position (see reset_pusht)
+        body.position = (float(x), float(y))
+        out[i] = PushTEnv.get_keypoints(shapes).reshape(-1)
+    return out
 
 
 def import_diffusion_policy_zarr(
@@ -35,15 +70,41 @@ def import_diffusion_policy_zarr(
     overwrite: bool = False,
     progress: bool = True,
     max_episodes: int | None = None,
+    observation: str = "image",
 ) -> Path:
-    """Convert the replay buffer at `zarr_path` into a LeRobot v3.0 dataset at `out_root` (returned)."""
+    """Convert the replay buffer at `zarr_path` into a LeRobot v3.0 dataset at `out_root` (returned).
+
+    `observation`: "image" (lerobot/pusht: camera + agent state) or "keypoints" (lerobot/pusht_keypoints:
+    block keypoints as `observation.environment_state` + agent state, no camera).
+    """
+    if observation not in OBSERVATIONS:
+        raise ValueError(f"observation={observation!r}: must be one of {OBSERVATIONS}")
+    keypoints = observation == "keypoints"
     zarr_path = Path(zarr_path)
     img, state, action, ends = _open_replay_buffer(zarr_path, state_dims)
     features = _features(img.shape[1], img.shape[2], state_dims, action.shape[1])
+    if keypoints:
+        if state.shape[1] < 5:
+            raise DatasetFormatError(
+                f"{zarr_path}: data/state has {state.shape[1]} columns; the keypoint import needs the block "
+                "pose in columns 2..4 (x, y, angle)"
+            )
+        del features["observation.image"]
+        features[ENV_STATE] = {
+            "dtype": "float32",
+            "shape": [PUSHT_KEYPOINT_DIM],
+            "names": [f"keypoint_{i // 2}_{'xy'[i % 2]}" for i in range(PUSHT_KEYPOINT_DIM)],
+        }
     starts = np.concatenate([[0], ends[:-1]])
     count = len(ends) if max_episodes is None else min(max_episodes, len(ends))
     bar = _bar(int(ends[count - 1]), f"import {zarr_path.name}", progress)
-    extra = {"edgeact_source": {"format": "diffusion_policy_zarr", "path": zarr_path.name}}
+    extra = {
+        "edgeact_source": {
+            "format": "diffusion_policy_zarr",
+            "path": zarr_path.name,
+            "observation": observation,
+        }
+    }
     with LeRobotWriter(
         out_root,
         fps=fps,
@@ -55,17 +116,18 @@ def import_diffusion_policy_zarr(
     ) as writer:
         for ep in range(count):
             a, b = int(starts[ep]), int(ends[ep])
-            frames = np.asarray(img[a:b])  # (T, H, W, 3) float 0..255
-            if frames.dtype != np.uint8:
-                frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
-            writer.add_episode(
-                {
-                    "observation.image": frames,
-                    "observation.state": np.asarray(state[a:b, :state_dims], dtype=np.float32),
-                    "action": np.asarray(action[a:b], dtype=np.float32),
-                },
-                task=task,
-            )
+            columns = {
+                "observation.state": np.asarray(state[a:b, :state_dims], dtype=np.float32),
+                "action": np.asarray(action[a:b], dtype=np.float32),
+            }
+            if keypoints:
+                columns[ENV_STATE] = pusht_block_keypoints(np.asarray(state[a:b, 2:5]))  # (T, 16)
+            else:
+                frames = np.asarray(img[a:b])  # (T, H, W, 3) float 0..255
+                if frames.dtype != np.uint8:
+                    frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+                columns["observation.image"] = frames
+            writer.add_episode(columns, task=task)
             bar.update(b - a)
     bar.close()
     log.info("imported %d episodes from %s into %s", count, zarr_path, out_root)
