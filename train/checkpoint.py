@@ -156,46 +156,87 @@ def save_checkpoint(
     `{"policy": ..., "dataset": {...}, "train": {...}}`.
     """
     root = checkpoints_dir(output)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
     tmp = root / f".tmp-{step_dir_name(step)}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / STATE_DIR).mkdir(parents=True)
     try:
-        _save_tensors(
-            policy.state_dict(), tmp / MODEL_FILE, {"format": "pt", "schema_version": str(SCHEMA_VERSION)}
-        )
-        doc = {"schema_version": SCHEMA_VERSION, **config, "code_version": code_version(), "step": step}
-        _write_json(tmp / CONFIG_FILE, json_safe(doc))
-        tensors, rng_meta = rng_state()
-        state: dict[str, Any] = {"step": step, "rng": rng_meta}
-        if optimizer is not None:
-            opt_tensors, opt_meta = optimizer_state_flat(optimizer)
-            tensors.update(opt_tensors)
-            state["optimizer"] = opt_meta
-        if scheduler is not None:
-            state["scheduler"] = json_safe(scheduler.state_dict())
-        _save_tensors(tensors, tmp / STATE_DIR / "state.safetensors")
-        _write_json(tmp / STATE_DIR / "state.json", state)
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        (tmp / STATE_DIR).mkdir(parents=True)
+        _write_step(tmp, step, policy, config, optimizer, scheduler)
         if (final / EVAL_FILE).is_file():  # the same step saved again keeps its evaluation (and `best`)
             shutil.copy2(final / EVAL_FILE, tmp / EVAL_FILE)
         _replace_dir(tmp, final)
+        _point_last(root, final.name)
+    except (OSError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(_write_failure(root, final, err)) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _point_last(root, final.name)
     if keep > 0:
         _prune(root, keep)
     log.info("saved checkpoint %s", final)
     return final
 
 
+def _write_step(
+    tmp: Path, step: int, policy: torch.nn.Module, config: dict[str, Any], optimizer: Any, scheduler: Any
+) -> None:
+    _save_tensors(
+        policy.state_dict(), tmp / MODEL_FILE, {"format": "pt", "schema_version": str(SCHEMA_VERSION)}
+    )
+    doc = {"schema_version": SCHEMA_VERSION, **config, "code_version": code_version(), "step": step}
+    _write_json(tmp / CONFIG_FILE, json_safe(doc))
+    tensors, rng_meta = rng_state()
+    state: dict[str, Any] = {"step": step, "rng": rng_meta}
+    if optimizer is not None:
+        opt_tensors, opt_meta = optimizer_state_flat(optimizer)
+        tensors.update(opt_tensors)
+        state["optimizer"] = opt_meta
+    if scheduler is not None:
+        state["scheduler"] = json_safe(scheduler.state_dict())
+    _save_tensors(tensors, tmp / STATE_DIR / "state.safetensors")
+    _write_json(tmp / STATE_DIR / "state.json", state)
+
+
+def _write_failure(root: Path, final: Path, err: BaseException) -> str:
+    """One line: which folder could not be written, why, and what `last` still names (issue 12)."""
+    reason = " ".join(str(err).split()) or type(err).__name__
+    last = root / LAST
+    kept = f"{last} still names {os.readlink(last)}" if last.is_symlink() else f"there is no {last} yet"
+    return (
+        f"cannot write checkpoint {final}: {reason}; nothing half-written was left and {kept}; "
+        "free space or fix permissions, then continue with --resume"
+    )
+
+
+def ensure_writable(output: str | Path) -> None:
+    """Create the run folder and prove a file can be written there, before any work is done."""
+    out = Path(output)
+    probe = out / f".write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise CheckpointError(
+            f"--output {out}: cannot write there ({reason}); choose another --output or fix its permissions"
+        ) from err
+
+
 def _replace_dir(src: Path, dst: Path) -> None:
     if dst.exists():
+        # A kill between the two renames leaves `dst` missing and its data in `.old-*`:
+        # `recover_checkpoints` (checkpoint_recovery.py) puts it back at the next start.
         old = dst.with_name(f".old-{dst.name}-{os.getpid()}")
         os.rename(dst, old)
-        os.rename(src, dst)
+        try:
+            os.rename(src, dst)
+        except OSError:
+            os.rename(old, dst)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(src, dst)
@@ -332,20 +373,48 @@ def load_training_state(
 ) -> int:
     """Restore optimizer, scheduler and RNG state in place; returns the step the checkpoint was taken at."""
     folder = resolve_checkpoint(ckpt) / STATE_DIR
+    path = folder / "state.json"
     try:
-        meta = json.loads((folder / "state.json").read_text())
+        meta = json.loads(path.read_text())
         tensors = load_file(str(folder / "state.safetensors"))
     except (OSError, json.JSONDecodeError, SafetensorError) as err:
         raise CheckpointError(f"{folder}: cannot read the training state: {err}") from err
-    if optimizer is not None:
-        if "optimizer" not in meta:
-            raise CheckpointError(f"{folder}: no optimizer state saved")
-        try:
+    step = _check_state(meta, path)
+    try:
+        if optimizer is not None:
+            if "optimizer" not in meta:
+                raise CheckpointError(f"{path}: no optimizer state saved")
             optimizer.load_state_dict(optimizer_state_unflat(tensors, meta["optimizer"]))
-        except (ValueError, KeyError) as err:
-            raise CheckpointError(f"{folder}: optimizer state does not fit: {err}") from err
-        _match_param_layout(optimizer)
-    if scheduler is not None and "scheduler" in meta:
-        scheduler.load_state_dict(meta["scheduler"])
-    restore_rng_state(tensors, meta["rng"])
-    return int(meta["step"])
+            _match_param_layout(optimizer)
+        if scheduler is not None and "scheduler" in meta:
+            scheduler.load_state_dict(meta["scheduler"])
+        restore_rng_state(tensors, meta["rng"])
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError) as err:
+        what = " ".join(str(err).split()) or type(err).__name__
+        raise CheckpointError(
+            f"{path}: the training state does not fit ({type(err).__name__}: {what}); "
+            "restore this file or resume from another step folder"
+        ) from err
+    return step
+
+
+def _check_state(meta: Any, path: Path) -> int:
+    """The field types a hand-edited state.json can break, named before anything is restored."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    expected = {"step": int, "rng": dict, "optimizer": dict, "scheduler": dict}
+    for name, kind in expected.items():
+        value = meta.get(name)
+        if name in ("step", "rng") and name not in meta:
+            raise CheckpointError(f"{path}: field {name!r} is missing; restore this file")
+        if name in meta and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise CheckpointError(
+                f"{path}: field {name!r} must be {'an integer' if kind is int else 'an object'}, "
+                f"got {value!r:.60}; restore this file"
+            )
+    if meta["step"] < 0:
+        raise CheckpointError(f"{path}: field 'step' must be >= 0, got {meta['step']}")
+    for name in ("numpy", "python"):
+        if not isinstance(meta["rng"].get(name), list):
+            raise CheckpointError(f"{path}: field 'rng.{name}' must be a list; restore this file")
+    return meta["step"]

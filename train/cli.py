@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +91,20 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def resolve_config(args: argparse.Namespace, overrides: list[str]) -> TrainConfig:
+def resolve_config(args: argparse.Namespace, overrides: list[str]) -> tuple[TrainConfig, int | None]:
+    """The run's config, and with `--resume` the step of the checkpoint it continues (else None)."""
     dotted = overrides_to_dict(overrides)
     flags = flag_overrides(args)
     merged = {**dotted, **flags}
+    fresh = load_train_config(config_file=args.config, dataset=args.dataset, overrides=merged)
     if not args.resume:
-        return load_train_config(config_file=args.config, dataset=args.dataset, overrides=merged)
+        return fresh, None
     from edgeact.train import checkpoint as ckpt_io
 
-    fresh = load_train_config(config_file=args.config, dataset=args.dataset, overrides=merged)
+    if not args.print_config and _is_main_rank():
+        from edgeact.train.checkpoint_recovery import recover_checkpoints
+
+        recover_checkpoints(ckpt_io.checkpoints_dir(fresh.output))
     doc = ckpt_io.read_config(ckpt_io.checkpoints_dir(fresh.output) / ckpt_io.LAST)
     cmdline = merged if args.dataset is None else {**merged, "dataset": args.dataset}
     cfg = load_train_config(base=doc["train"], config_file=args.config, overrides=cmdline)
@@ -111,7 +118,33 @@ def resolve_config(args: argparse.Namespace, overrides: list[str]) -> TrainConfi
             f"--resume: {', '.join(changed)} differ from the checkpoint in {fresh.output}; a resumed run "
             f"keeps them (only {', '.join(sorted(RESUMABLE_FIELDS))} may change)"
         )
-    return cfg
+    step = doc.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise ConfigError(f"{doc_path(fresh.output)}: field 'step' must be an integer, got {step!r}")
+    if cfg.steps < step:
+        raise ConfigError(
+            f"--resume --steps {cfg.steps}: the checkpoint in {fresh.output} is already at step {step}; "
+            f"nothing was done (pass --steps above {step} to train further)"
+        )
+    return cfg, step
+
+
+def doc_path(output: str) -> Path:
+    from edgeact.train import checkpoint as ckpt_io
+
+    return ckpt_io.checkpoints_dir(output) / ckpt_io.LAST / ckpt_io.CONFIG_FILE
+
+
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM before the loop installs its own handler: stop like Ctrl-C, with the signal's name."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,20 +157,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     from edgeact.train.data.errors import DatasetError
 
+    old_term = _install(signal.SIGTERM, _on_sigterm)
+    output = None
     try:
-        cfg = resolve_config(args, split_overrides(extra))
+        cfg, resumed_at = resolve_config(args, split_overrides(extra))
+        output = cfg.output
         if args.print_config:
             import yaml
 
             print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
             return 0
+        if resumed_at is not None and cfg.steps == resumed_at:
+            if rank == 0:
+                print(f"train-act: {cfg.output} is already at step {resumed_at}; nothing to train")
+            return 0
+        if rank == 0:
+            _prepare_output(cfg, args.resume)
         from edgeact.train.loop import train
 
         result = train(cfg, resume=args.resume)
     except (TrainError, DatasetError) as err:
-        print(f"train-act: error: {err}", file=sys.stderr)
+        print(f"train-act: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt as err:
+        name = "SIGTERM" if isinstance(err, _Terminated) else "Ctrl-C"
+        print(
+            f"train-act: {name}: interrupted before the run finished; {_last_said(output)}", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
     finally:
+        _install(signal.SIGTERM, old_term)
         _destroy_process_group()
     if rank == 0:
         where = result.checkpoint or "(none)"
@@ -148,13 +197,47 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
+def _prepare_output(cfg: TrainConfig, resume: bool) -> None:
+    """Refuse an unwritable --output before any work; clean what killed saves left (resume did it already)."""
+    from edgeact.train import checkpoint as ckpt_io
+
+    ckpt_io.ensure_writable(cfg.output)
+    if not resume:
+        from edgeact.train.checkpoint_recovery import recover_checkpoints
+
+        recover_checkpoints(ckpt_io.checkpoints_dir(cfg.output))
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _last_said(output: str | None) -> str:
+    if output is None:
+        return "nothing was written"
+    # No import of edgeact.train.checkpoint (and so torch) here: the interrupt may have landed inside torch's
+    # import, and importing it again fails with an unrelated error. The layout is checkpoint.py's.
+    last = Path(output) / "checkpoints" / "last"
+    if last.is_symlink():
+        return f"the last complete checkpoint is {last} -> {os.readlink(last)}; continue with --resume"
+    return "no checkpoint was written"
+
+
+def _install(signum: int, handler: Any) -> Any:
+    if threading.current_thread() is not threading.main_thread() or handler is None:
+        return None
+    return signal.signal(signum, handler)
+
+
 def _destroy_process_group() -> None:
+    # Never import torch.distributed here: after a Ctrl-C that landed inside torch's own import, importing
+    # it again fails with an unrelated operator-registration error (TORCH_LIBRARY ... triton).
+    dist = sys.modules.get("torch.distributed")
     try:
-        import torch.distributed as dist
-    except ImportError:
-        return
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception as err:  # clean-up after a failure must not replace its message
+        logging.getLogger(__name__).debug("destroying the process group failed: %s", err)
 
 
 if __name__ == "__main__":

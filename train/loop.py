@@ -113,6 +113,7 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.set = False
+        self.name = "a signal on another rank"  # which signal asked to stop, for the log
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
@@ -124,6 +125,7 @@ class _StopFlag:
         if self.set and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.set = True
+        self.name = signal.Signals(signum).name
         log.warning(
             "%s: finishing this step, saving a checkpoint and stopping (Ctrl-C again to abort)",
             signal.Signals(signum).name,
@@ -297,7 +299,7 @@ class Trainer:
             pool.shutdown(wait=True, cancel_futures=True)
             monitor.close()
         if interrupted:
-            log.warning("stopped by SIGINT at step %d; resume with --resume", self.step)
+            log.warning("stopped by %s at step %d; resume with --resume", flag.name, self.step)
         return TrainResult(self.step, self.last_ckpt, interrupted, metrics.get("loss"))
 
     def _load(self, step: int) -> tuple[np.ndarray, dict[str, torch.Tensor]]:

@@ -10,6 +10,7 @@ checkpoints.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.resources
 import math
@@ -295,7 +296,8 @@ def load_train_config(
 
     Without `config_file`, the shipped `configs/train/act_<dataset>.yaml` is used when one exists.
     """
-    data: dict[str, Any] = dict(base or {})
+    # A deep copy: merging into `base` itself would make a resumed run compare the checkpoint with itself.
+    data: dict[str, Any] = copy.deepcopy(dict(base or {}))
     if config_file is None and dataset is not None and base is None:
         config_file = default_config_file(dataset)
     if config_file is not None:

@@ -139,10 +139,12 @@ def test_failed_save_leaves_last_and_no_partial_folder(tmp_path, monkeypatch):
     good = ck.save_checkpoint(cfg.output, 1, policy=policy, config=_doc(cfg), optimizer=opt, scheduler=sched)
 
     def boom(*a, **k):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ck, "_write_json", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(
+        ck.CheckpointError, match=r"cannot write checkpoint .*000002: .*No space left.*000001"
+    ):
         ck.save_checkpoint(cfg.output, 2, policy=policy, config=_doc(cfg))
     root = tmp_path / "run/checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["000001", "last"]
