@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,11 @@ class DynamixelJoint:
         if self.counts_at_lower is None:
             return float(self.zero_counts)
         return self.counts_at_lower - self.counts_per_unit * self.lower
+
+    def goal_window(self, mode: int) -> tuple[int, int] | None:
+        """The servo counts this joint may be commanded to in operating `mode` (dynamixel.control_table)."""
+        ends = sorted(self.offset_counts + self.counts_per_unit * v for v in (self.lower, self.upper))
+        return ct.goal_window(ends[0], ends[1], mode)
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,18 @@ class DynamixelArmConfig:
             _fail(owner, "max_step", self.max_step, "must be positive or null")
         if self.hold_s < 0:
             _fail(owner, "hold_s", self.hold_s, "must be >= 0")
+        for joint in self.joints:  # Goal Position must fit the servo's window (e-manual "Goal Position(116)")
+            if self.operating_mode in ct.POSITION_MODES and joint.goal_window(self.operating_mode) is None:
+                ends = [joint.offset_counts + joint.counts_per_unit * v for v in (joint.lower, joint.upper)]
+                _fail(
+                    f"{owner}({self.name}).joints[{joint.name}]",
+                    "lower/upper",
+                    (joint.lower, joint.upper),
+                    f"are servo {joint.id} counts {ends[0]:.1f}..{ends[1]:.1f}, outside the Goal Position "
+                    "range {}..{} of operating mode {} (one count of slack)".format(
+                        *ct.goal_range(self.operating_mode), self.operating_mode
+                    ),
+                )
 
     @property
     def ids(self) -> tuple[int, ...]:
@@ -149,9 +167,15 @@ class CanJoint:
     upper: float
     counts_per_rad: float = 2**17 / (2 * math.pi)
     zero_counts: int = 0
+    # position counts per second in one unit of the drive's velocity objects (0x607F): 1.0 when they are in
+    # increments/s (no factor group); for a drive whose velocities are in rpm of a 17-bit encoder, 131072/60
+    counts_per_s_per_velocity_unit: float = 1.0
 
     def __post_init__(self) -> None:
         owner = f"CanJoint({self.name})"
+        v = self.counts_per_s_per_velocity_unit
+        if not (math.isfinite(v) and v > 0):
+            _fail(owner, "counts_per_s_per_velocity_unit", v, "must be a positive number")
         if not 1 <= self.node_id <= 127:
             _fail(owner, "node_id", self.node_id, "must be in 1..127")
         if not (math.isfinite(self.lower) and math.isfinite(self.upper) and self.lower < self.upper):
@@ -167,12 +191,22 @@ class CanArmConfig:
     name: str = "can_arm"
     interface: str = "socketcan"
     channel: str = "can0"
-    bitrate: int = 1_000_000
+    bitrate: int = 1_000_000  # not passed to the virtual and udp_multicast interfaces
+    # any other python-can bus argument, passed to can.Bus as is: fd, data_bitrate, port (udp_multicast),
+    # receive_own_messages, f_clock_mhz (pcan), tty_baudrate (slcan), ...
+    can_options: Mapping[str, Any] = field(default_factory=dict)
     fps: float = 200.0
     joints: tuple[CanJoint, ...] = ()
     cameras: tuple[CameraConfig, ...] = ()
     heartbeat_producer_ms: int = 20  # written to each drive's 0x1017
     heartbeat_timeout_s: float = 0.1  # consumer: no heartbeat for this long = heartbeat loss
+    # The host's own heartbeat (CiA 301 producer, COB-ID 0x700 + host_node_id) and what each drive does when
+    # it stops: 0x1016 consumer time, then the 0x6007 reaction (0 none, 1 fault, 2 disable voltage,
+    # 3 quick stop)
+    host_node_id: int = 127
+    host_heartbeat_ms: int = 20
+    host_heartbeat_timeout_ms: int = 100
+    abort_connection_option: int = 3
     sdo_timeout_s: float = 0.5
     feedback_timeout_s: float = 0.005  # wait for the TPDOs after each SYNC
     max_missed_feedback: int = 2  # consecutive ticks without a drive's TPDO before it counts as comm loss
@@ -201,6 +235,34 @@ class CanArmConfig:
             _fail(owner, "max_missed_feedback", self.max_missed_feedback, "must be >= 1")
         if self.max_step is not None and self.max_step <= 0:
             _fail(owner, "max_step", self.max_step, "must be positive or null")
+        self._check_host_heartbeat(owner, ids)
+        if not isinstance(self.can_options, Mapping) or not all(isinstance(k, str) for k in self.can_options):
+            _fail(owner, "can_options", self.can_options, "must map python-can argument names to values")
+        for key in ("interface", "channel", "bitrate"):
+            if key in self.can_options:
+                why = f"must not hold {key!r} (use the field {key})"
+                _fail(owner, "can_options", dict(self.can_options), why)
+        object.__setattr__(self, "can_options", dict(self.can_options))
+
+    def _check_host_heartbeat(self, owner: str, ids: list[int]) -> None:
+        if not 1 <= self.host_node_id <= 127 or self.host_node_id in ids:
+            _fail(owner, "host_node_id", self.host_node_id, f"must be in 1..127 and not a drive's ({ids})")
+        if not 1 <= self.host_heartbeat_ms <= 65535:
+            _fail(owner, "host_heartbeat_ms", self.host_heartbeat_ms, "must be in 1..65535")
+        if not self.host_heartbeat_ms < self.host_heartbeat_timeout_ms <= 65535:
+            _fail(
+                owner,
+                "host_heartbeat_timeout_ms",
+                self.host_heartbeat_timeout_ms,
+                f"must exceed host_heartbeat_ms ({self.host_heartbeat_ms}) and be at most 65535",
+            )
+        if self.abort_connection_option not in (0, 1, 2, 3):
+            _fail(
+                owner,
+                "abort_connection_option",
+                self.abort_connection_option,
+                "must be 0 (no action), 1 (fault), 2 (disable voltage) or 3 (quick stop)",
+            )
 
     @property
     def node_ids(self) -> tuple[int, ...]:

@@ -1,10 +1,15 @@
 """An arm of CiA 402 drives in cyclic synchronous position mode (CSP) on one CAN bus.
 
-Bring-up (`connect`), per drive with the `canopen` library: NMT pre-operational; SDO configuration (heartbeat
-producer 0x1017, communication cycle 0x1006, interpolation period 0x60C2, mode 8 = CSP in 0x6060, checked in
-0x6061); PDO mapping (RPDO1 = controlword + target position, TPDO1 = statusword + position actual, both on
-every SYNC); heartbeat consumer and EMCY handlers; NMT start; target := actual; then the 402 state machine
-(fault reset if needed) to Operation Enabled through SDO writes of the controlword.
+Bring-up (`connect`): the host starts its own heartbeat (CiA 301 producer, COB-ID 0x700 + host_node_id,
+every `host_heartbeat_ms`, from python-can's periodic sender, so it stops when the process dies); then per
+drive with the `canopen` library: NMT pre-operational; SDO configuration (heartbeat producer 0x1017, heartbeat
+consumer 0x1016 sub 1 = host node id and `host_heartbeat_timeout_ms`, abort connection option 0x6007,
+communication cycle 0x1006, interpolation period 0x60C2, mode 8 = CSP in 0x6060, checked in 0x6061); max
+profile velocity 0x607F read and checked against `max_step`; PDO mapping (RPDO1 = controlword + target
+position, TPDO1 = statusword + position actual, both on every SYNC); heartbeat consumer and EMCY handlers; NMT
+start; target := actual; then the 402 state machine (fault reset if needed) to Operation Enabled through SDO
+writes of the controlword. A killed host stops heartbeating: each drive then applies its 0x6007 reaction
+within the consumer time (issue 11).
 
 Each tick (`step`): one RPDO per drive with the target, one SYNC, then wait (bounded) for every drive's TPDO.
 A heartbeat older than the consumer time, an EMCY, a Fault statusword, a drive leaving Operation Enabled,
@@ -26,6 +31,7 @@ from edgeact.firmware_bridge.canopen import od as cod
 from edgeact.firmware_bridge.config import CanArmConfig
 from edgeact.firmware_bridge.dynamixel.arm import ArmState
 from edgeact.firmware_bridge.errors import (
+    BridgeConfigError,
     BridgeError,
     BusStoppedError,
     CommTimeoutError,
@@ -44,6 +50,9 @@ log = logging.getLogger(__name__)
 __all__ = ["ArmState", "CanArm"]
 
 
+LATENCY_RING = 4096  # ticks of TPDO latency kept for `feedback_latency_stats`
+
+
 @dataclass
 class _Feedback:
     statusword: int = 0
@@ -53,6 +62,8 @@ class _Feedback:
     nmt_state: int = -1
     emcy: EmergencyError | None = None
     missed: int = 0
+    short_frames: int = 0  # TPDOs shorter than the mapping (never decoded)
+    short_len: int = 0
 
 
 class CanArm:
@@ -72,6 +83,12 @@ class CanArm:
         self._cond = threading.Condition()
         self._seq = 0
         self._arrived = 0
+        self._step = np.full(len(j), np.inf if config.max_step is None else config.max_step)  # rad per tick
+        self.max_profile_velocity: dict[int, int] = {}  # 0x607F read at bring-up, drive velocity units
+        self._heartbeat_task: Any = None
+        self._t_sync = 0.0
+        self._t_all = 0.0
+        self._latency = np.full(LATENCY_RING, np.nan)  # seconds from SYNC to the last TPDO, per tick
         self.state: ArmState | None = None
         self.last_command: np.ndarray | None = None
         self.stop_record: StopRecord | None = None
@@ -110,25 +127,34 @@ class CanArm:
             )
 
     def _on_tpdo(self, can_id: int, data: bytes, _ts: float) -> None:
+        # Never raise here: an exception in a listener ends python-can's notifier thread, and with it all
+        # reception. Padded frames (DLC 8) decode by the mapped length; short ones are counted for `_collect`.
         node_id = can_id - cod.TPDO1_BASE
-        statusword, position = cod.TPDO1.unpack(bytes(data))
+        decoded = cod.decode_tpdo1(data)
         with self._cond:
             fb = self._fb[node_id]
+            if decoded is None:
+                fb.short_frames += 1
+                fb.short_len = len(data)
+                return
             if fb.seq != self._seq:
                 self._arrived += 1
-            fb.statusword, fb.position, fb.seq = statusword, position, self._seq
+            fb.statusword, fb.position = decoded
+            fb.seq = self._seq
             if self._arrived >= len(self._ids):
+                self._t_all = time.perf_counter()
                 self._cond.notify()
 
     # --- bring-up ---------------------------------------------------------------------------------------
     def connect(self) -> ArmState:
         canopen = cia402.import_canopen()
         cfg = self.config
-        bus = open_can_bus(cfg.interface, cfg.channel, cfg.bitrate)
+        bus = open_can_bus(cfg.interface, cfg.channel, cfg.bitrate, **cfg.can_options)
         self.network = canopen.Network(bus)
         self.network.NOTIFIER_CYCLE = 0.05  # the notifier's recv timeout bounds how long disconnect() takes
         self.network.connect()
         try:
+            self._start_heartbeat()
             for node_id in self._ids:
                 node = canopen.RemoteNode(node_id, cod.make_cia402_od(node_id))
                 node.sdo.RESPONSE_TIMEOUT = cfg.sdo_timeout_s
@@ -139,6 +165,7 @@ class CanArm:
                 self.network.subscribe(cod.TPDO1_BASE + node_id, self._on_tpdo)
             for node_id in self._ids:
                 self._configure(node_id)
+                self._check_velocity(node_id)
             for node_id in self._ids:
                 self.nodes[node_id].nmt.send_command(0x01)  # NMT start: operational
             self._wait_heartbeats()
@@ -156,17 +183,47 @@ class CanArm:
         log.info("%s: %d drives in CSP, Operation Enabled on %s", cfg.name, len(self._ids), self.device)
         return self.state
 
+    def _start_heartbeat(self) -> None:
+        """The host's heartbeat (CiA 301 heartbeat protocol: one byte, the NMT state, 0x05 = operational).
+
+        python-can's periodic sender (a thread, or the kernel's broadcast manager on socketcan) ends with the
+        process, which is what the drives' consumers detect."""
+        cfg = self.config
+        self._heartbeat_task = self.network.send_periodic(
+            cod.HEARTBEAT_BASE + cfg.host_node_id, bytes([0x05]), cfg.host_heartbeat_ms / 1000
+        )
+
+    def _write(self, node_id: int, index: int, sub: int | None, value: int) -> None:
+        """One SDO download; a refusal names the drive, the object and the value."""
+        canopen = cia402.import_canopen()
+        entry = self.nodes[node_id].sdo[index]
+        try:
+            (entry if sub is None else entry[sub]).raw = value
+        except (canopen.SdoCommunicationError, canopen.SdoAbortedError) as err:
+            where = f"0x{index:04X}" + ("" if sub is None else f" sub {sub}")
+            raise SdoConfigError(
+                f"drive {node_id} on {self.device}: writing {value} to {where} failed: {err}", node_id=node_id
+            ) from err
+
     def _configure(self, node_id: int) -> None:
         cfg, node = self.config, self.nodes[node_id]
         node.nmt.send_command(0x80)  # NMT pre-operational: SDO and configuration only
         sdo = node.sdo
-        sdo[cod.HEARTBEAT_PRODUCER].raw = cfg.heartbeat_producer_ms
+        self._write(node_id, cod.HEARTBEAT_PRODUCER, None, cfg.heartbeat_producer_ms)
+        entry = cod.heartbeat_consumer_entry(cfg.host_node_id, cfg.host_heartbeat_timeout_ms)
+        self._write(node_id, cod.HEARTBEAT_CONSUMER, 1, entry)
+        self._write(node_id, cod.ABORT_CONNECTION_OPTION, None, cfg.abort_connection_option)
+        if cfg.abort_connection_option == cod.ABORT_NO_ACTION:
+            log.warning("drive %d: 0x6007 = 0, it stays enabled if the host dies", node_id)
         period_us = round(1e6 / cfg.fps)
-        sdo[cod.COMM_CYCLE_PERIOD].raw = period_us
-        if period_us % 1000 == 0 and period_us // 1000 < 256:
-            sdo[cod.INTERPOLATION_PERIOD][1].raw = period_us // 1000
-            sdo[cod.INTERPOLATION_PERIOD][2].raw = -3
-        sdo[cod.MODES_OF_OPERATION].raw = cod.MODE_CSP
+        self._write(node_id, cod.COMM_CYCLE_PERIOD, None, period_us)
+        interp = cia402.interpolation_period(period_us)
+        if interp is None:
+            log.warning("drive %d: a %d us period does not fit 0x60C2 (value x 10^exp s)", node_id, period_us)
+        else:
+            self._write(node_id, cod.INTERPOLATION_PERIOD, 1, interp[0])
+            self._write(node_id, cod.INTERPOLATION_PERIOD, 2, interp[1])
+        self._write(node_id, cod.MODES_OF_OPERATION, None, cod.MODE_CSP)
         mode = sdo[cod.MODES_DISPLAY].raw
         if mode != cod.MODE_CSP:
             raise SdoConfigError(
@@ -183,6 +240,35 @@ class CanArm:
             pdo.trans_type = cod.SYNC_TRANSMISSION
             pdo.enabled = True
             pdo.save()
+
+    def _check_velocity(self, node_id: int) -> None:
+        """Read 0x607F and refuse a `max_step` that implies a faster motion than the drive allows (it would
+        trip the drive's following error, EMCY 0x8611); with `max_step` null the drive's limit is the step."""
+        canopen = cia402.import_canopen()
+        k = self._ids.index(node_id)
+        joint = self.config.joints[k]
+        try:
+            vmax = int(self.nodes[node_id].sdo[cod.MAX_PROFILE_VELOCITY].raw)
+        except (canopen.SdoCommunicationError, canopen.SdoAbortedError) as err:
+            raise SdoConfigError(
+                f"drive {node_id} on {self.device}: reading max profile velocity 0x607F failed: {err}",
+                node_id=node_id,
+            ) from err
+        self.max_profile_velocity[node_id] = vmax
+        counts_s = vmax * joint.counts_per_s_per_velocity_unit
+        allowed = counts_s / abs(joint.counts_per_rad) / self.config.fps  # rad per tick
+        step = self.config.max_step
+        if step is None:
+            self._step[k] = allowed
+            log.info("%s: drive %d steps at most %.5f rad per tick (0x607F)", joint.name, node_id, allowed)
+        elif step > allowed:
+            need = step * self.config.fps * abs(joint.counts_per_rad) / joint.counts_per_s_per_velocity_unit
+            raise BridgeConfigError(
+                f"drive {node_id} ({joint.name}) on {self.device}: max_step {step} rad per tick at "
+                f"{self.config.fps:g} Hz needs 0x607F >= {need:.0f}, the drive's max profile velocity 0x607F "
+                f"is {vmax} ({counts_s:.0f} counts/s = {allowed:.5f} rad per tick); lower max_step to "
+                f"{allowed:.5f} or raise 0x607F in the drive's commissioning"
+            )
 
     def _wait_heartbeats(self) -> None:
         deadline = time.monotonic() + max(1.0, 5 * self.config.heartbeat_producer_ms / 1000)
@@ -219,16 +305,27 @@ class CanArm:
     # --- the tick ---------------------------------------------------------------------------------------
     def clamp(self, targets: np.ndarray) -> np.ndarray:
         out = np.clip(targets, self._lower, self._upper)
-        if self.config.max_step is not None and self.last_command is not None:
-            step = self.config.max_step
-            out = np.clip(out, self.last_command - step, self.last_command + step)
+        if self.last_command is not None:
+            out = np.clip(out, self.last_command - self._step, self.last_command + self._step)
         return out
 
     def _send_cyclic(self, controlword: int, counts: np.ndarray) -> None:
         send = self.network.send_message
         for node_id, target in zip(self._ids, counts.tolist(), strict=True):
             send(cod.RPDO1_BASE + node_id, cod.RPDO1.pack(controlword, target))
+        self._t_sync = time.perf_counter()
         send(cod.SYNC_ID, b"")
+
+    def feedback_latency_stats(self) -> dict[str, float]:
+        """TPDO latency (SYNC sent -> last TPDO received) over the last ticks, in ms: p50, p99, max, the
+        share of ticks past `feedback_timeout_s` (missing feedback counts as late) and the tick count."""
+        lat = self._latency[: min(self.tick, LATENCY_RING)]
+        if lat.size == 0:
+            return {}
+        ok = lat[np.isfinite(lat)] * 1e3
+        late = float(np.mean(~(lat <= self.config.feedback_timeout_s)))
+        p50, p99, top = np.percentile(ok, [50, 99, 100]) if ok.size else (np.nan,) * 3
+        return {"p50_ms": p50, "p99_ms": p99, "max_ms": top, "late": late, "ticks": float(lat.size)}
 
     def _health(self, now: float) -> None:
         """Raise for an EMCY or a heartbeat older than the consumer time."""
@@ -249,6 +346,11 @@ class CanArm:
                 fb.missed += 1
                 if fb.missed >= self.config.max_missed_feedback:
                     msg = f"drive {node_id} on {self.device} sent no TPDO for {fb.missed} SYNCs"
+                    if fb.short_frames:
+                        raise CommTimeoutError(
+                            f"{msg}: its TPDO1 (0x{cod.TPDO1_BASE + node_id:03X}) came with {fb.short_len} "
+                            f"bytes, fewer than the {cod.TPDO1.size} mapped"
+                        )
                     if now - fb.heartbeat > 1.5 * self.config.heartbeat_producer_ms / 1000:
                         raise HeartbeatLostError(msg + " and its heartbeat stopped", node_id=node_id)
                     raise CommTimeoutError(msg)
@@ -285,7 +387,10 @@ class CanArm:
                 self._arrived = 0
             self._send_cyclic(cia402.CW_ENABLE_OPERATION, self.to_counts(command))
             with self._cond:
-                self._cond.wait_for(lambda: self._arrived >= len(self._ids), self.config.feedback_timeout_s)
+                done = self._cond.wait_for(
+                    lambda: self._arrived >= len(self._ids), self.config.feedback_timeout_s
+                )
+                self._latency[self.tick % LATENCY_RING] = self._t_all - self._t_sync if done else np.nan
             counts = self._collect()
         except BridgeError as err:
             self.safe_stop(_reason_for(err), str(err))
@@ -321,6 +426,12 @@ class CanArm:
         return self.stop_record
 
     def _shutdown_network(self) -> None:
+        if self._heartbeat_task is not None:  # the drives' consumers now time out: their 0x6007 reaction
+            try:
+                self._heartbeat_task.stop()
+            except Exception as err:
+                log.warning("stopping the host heartbeat on %s: %s", self.device, err)
+            self._heartbeat_task = None
         if self.network is not None:
             try:
                 self.network.disconnect()
@@ -331,6 +442,19 @@ class CanArm:
     def disconnect(self) -> None:
         if self._connected and self.stop_record is None:
             self.safe_stop(StopReason.END, "disconnect")
+        if self._connected and self.tick:
+            st = self.feedback_latency_stats()
+            log.info(
+                "%s: TPDO latency over %d ticks: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %.1f %% of ticks "
+                "past feedback_timeout_s = %g s",
+                self.config.name,
+                st["ticks"],
+                st["p50_ms"],
+                st["p99_ms"],
+                st["max_ms"],
+                100 * st["late"],
+                self.config.feedback_timeout_s,
+            )
         self._connected = False
         self._shutdown_network()
 

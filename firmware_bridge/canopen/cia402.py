@@ -124,3 +124,13 @@ def drive_transition(state: State, cw: int, previous_cw: int) -> State:
     if shutdown:
         return State.READY_TO_SWITCH_ON
     return State.SWITCHED_ON if switch_on else state
+
+
+def interpolation_period(period_us: int) -> tuple[int, int] | None:
+    """0x60C2 (CiA 402 interpolation time period) for a cycle of `period_us`: (value, exponent) with
+    period = value x 10^exponent s, value in 0..255 (UNSIGNED8), exponent in -6..-3; None if none is exact."""
+    for exponent in (-3, -4, -5, -6):
+        unit_us = 10 ** (exponent + 6)
+        if period_us % unit_us == 0 and period_us // unit_us <= 255:
+            return period_us // unit_us, exponent
+    return None

@@ -1,28 +1,43 @@
 """CiA 402 servo drives emulated on a CAN bus (simulation only), built on `canopen`'s LocalNode.
 
 LocalNode supplies the SDO server, NMT slave, heartbeat producer (0x1017) and EMCY producer; this module adds
-what it lacks: the CiA 402 state machine on the controlword, cyclic synchronous position (the target of the
-RPDO received before a SYNC is taken at that SYNC, the actual position follows it at a bounded speed), the
-statusword/position TPDO on every SYNC, the following-error fault, and fault injection:
+what it lacks, from the specifications:
 
-- `inject_fault(code)`: go to Fault and send an EMCY frame (e.g. 0x8611 following error, 0x2310 overcurrent);
-- `lose_heartbeat()`: the drive falls silent (no heartbeat, no TPDO, no SDO), like a cut cable.
+- the CiA 402 state machine on the controlword;
+- cyclic synchronous position (CiA 402 CSP): the target of the RPDO received before a SYNC is taken at that
+  SYNC and the actual position follows it by at most min(max profile velocity 0x607F, the motor's
+  `max_speed`) x the interpolation period (0x60C2) per SYNC; when the target runs away faster than that, the
+  following error (0x60F4) grows and beyond the following error window (0x6065; 0xFFFFFFFF = off) the drive
+  goes to Fault with EMCY 0x8611 (CiA 402 following error), as a real drive does;
+- the statusword/position TPDO on every SYNC, optionally padded to 8 bytes (`pad_tpdo`, as many drives do);
+- the heartbeat consumer (CiA 301, object 1016h: sub-entry = producer node id << 16 | time in ms; monitoring
+  starts with the first heartbeat received and stops after a loss until the next one) and the reaction to a
+  loss (CiA 402, object 6007h abort connection option code: 0 none, 1 fault signal, 2 disable voltage,
+  3 quick stop), with EMCY 0x8130 (CiA 301: life guard or heartbeat error);
+- fault injection: `inject_fault(code)` (Fault + EMCY, e.g. 0x2310 overcurrent) and `lose_heartbeat()` (the
+  drive falls silent: no heartbeat, no TPDO, no SDO, like a cut cable).
 
-Run standalone (another process, e.g. over `udp_multicast`):
+Run standalone (another process, e.g. over `udp_multicast`; `--report-states` prints one JSON line per state
+change with the CLOCK_MONOTONIC time, which other processes on the machine share):
 python -m edgeact.firmware_bridge.sim.cia402_drive --interface udp_multicast --channel 239.0.0.7 --nodes 1-6
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import struct
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edgeact.firmware_bridge.canopen import od as cod
 from edgeact.firmware_bridge.canopen.cia402 import (
+    CW_DISABLE_VOLTAGE,
+    CW_QUICK_STOP,
     State,
     decode_statusword,
     drive_transition,
@@ -32,15 +47,33 @@ from edgeact.firmware_bridge.canopen.cia402 import (
 
 log = logging.getLogger(__name__)
 
-EMCY_FOLLOWING_ERROR = 0x8611
-EMCY_OVERCURRENT = 0x2310
-U16, I32, I8 = struct.Struct("<H"), struct.Struct("<i"), struct.Struct("<b")
+EMCY_FOLLOWING_ERROR = cod.EMCY_FOLLOWING_ERROR
+EMCY_OVERCURRENT = cod.EMCY_OVERCURRENT
+EMCY_HEARTBEAT = cod.EMCY_HEARTBEAT
+U8, U16, U32, I8, I32 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<b", "<i"))
+FOLLOWING_ERROR_OFF = 0xFFFFFFFF  # CiA 402, 6065h: this value switches following control off
+ERR_GENERIC, ERR_COMMUNICATION = 0x01, 0x10  # error register (CiA 301, 1001h) bits 0 and 4
+StateListener = Callable[[int, State, float], None]  # (node id, new state, time.monotonic())
 
 
 class Cia402DriveEmulator:
-    """One emulated drive on `network` (a connected canopen.Network)."""
+    """One emulated drive on `network` (a connected canopen.Network).
 
-    def __init__(self, node_id: int, network: Any, *, max_speed: float = 2e6, position: int = 0) -> None:
+    `max_profile_velocity` (0x607F) and `following_error_window` (0x6065) are in counts/s and counts (the
+    emulator's velocity unit is one count per second); the host can change both over SDO.
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        network: Any,
+        *,
+        max_speed: float = 2e6,
+        position: int = 0,
+        max_profile_velocity: int = 65536,  # half a turn of a 17-bit encoder per second
+        following_error_window: int = 4096,
+        pad_tpdo: bool = False,
+    ) -> None:
         canopen = import_canopen()
         self.node_id = node_id
         self.network = network
@@ -49,17 +82,24 @@ class Cia402DriveEmulator:
         self.node.add_write_callback(self._on_write)
         network.subscribe(cod.SYNC_ID, self._on_sync)
         network.subscribe(cod.RPDO1_BASE + node_id, self._on_rpdo)
-        self.max_speed = max_speed  # counts per second
+        self.max_speed = max_speed  # counts per second: the motor's own limit
+        self.pad_tpdo = pad_tpdo
         self.position = float(position)
         self.target = position
         self.state = State.SWITCH_ON_DISABLED
+        self.state_listeners: list[StateListener] = []
         self.alive = True
         self.syncs = 0
         self.rpdos = 0
+        self.comm_losses = 0  # heartbeat consumer timeouts
         self._cw = 0
-        self._last_sync: float | None = None
         self._lock = threading.RLock()
         self._pdo_ok: bool | None = None
+        self._hb_producer: int | None = None  # node id consumed through 1016h sub 1, None = unused
+        self._hb_time_s = 0.0
+        self._hb_last: float | None = None  # None: not monitoring (before the first heartbeat, after a loss)
+        self._store(cod.MAX_PROFILE_VELOCITY, max_profile_velocity, U32)
+        self._store(cod.FOLLOWING_ERROR_WINDOW, following_error_window, U32)
         self._publish()
 
     # --- object dictionary helpers ---------------------------------------------------------------------
@@ -76,9 +116,24 @@ class Cia402DriveEmulator:
         self._store(cod.STATUSWORD, encode_statusword(self.state, extra))
         self._store(cod.POSITION_ACTUAL, round(self.position), I32)
 
+    def _set_state(self, new: State) -> None:
+        if new is self.state:
+            return
+        if new is State.OPERATION_ENABLED:
+            self.target = round(self.position)  # no jump on enable
+        self.state = new
+        self._publish()
+        now = time.monotonic()
+        for listener in self.state_listeners:
+            listener(self.node_id, new, now)
+
     @property
     def statusword(self) -> int:
         return self._get(cod.STATUSWORD)
+
+    def interpolation_period_s(self) -> float:
+        """0x60C2: sub 1 value x 10^(sub 2) seconds (CiA 402 interpolation time period)."""
+        return self._get(cod.INTERPOLATION_PERIOD, 1) * 10.0 ** self._get(cod.INTERPOLATION_PERIOD, 2)
 
     def boot(self) -> None:
         """Power on: boot-up message, then pre-operational (heartbeat starts if 0x1017 is set)."""
@@ -96,16 +151,17 @@ class Cia402DriveEmulator:
                 self._pdo_ok = None
             elif index == cod.TARGET_POSITION:
                 self.target = I32.unpack(data)[0]
+            elif index == cod.HEARTBEAT_CONSUMER and subindex == 1:
+                self._set_consumer(U32.unpack(data)[0])
 
     def _controlword(self, cw: int) -> None:
         new = drive_transition(self.state, cw, self._cw)
-        if new is State.OPERATION_ENABLED and self.state is not State.OPERATION_ENABLED:
-            self.target = round(self.position)  # no jump on enable
         if new is State.SWITCH_ON_DISABLED and self.state is State.FAULT:
             self._store(cod.ERROR_CODE, 0)
-            self._store(cod.ERROR_REGISTER, 0, struct.Struct("<B"))
-        self.state, self._cw = new, cw
+            self._store(cod.ERROR_REGISTER, 0, U8)
+        self._cw = cw
         self._store(cod.CONTROLWORD, cw)
+        self._set_state(new)
         self._publish()
 
     def _pdo_mapping_ok(self) -> bool:
@@ -128,8 +184,10 @@ class Cia402DriveEmulator:
         with self._lock:
             if not self.alive or self.node.nmt.state != "OPERATIONAL" or not self._pdo_mapping_ok():
                 return
+            if len(data) < cod.RPDO1.size:  # shorter than the mapping: not processed (CiA 301)
+                return
             self.rpdos += 1
-            cw, target = cod.RPDO1.unpack(bytes(data))
+            cw, target = cod.RPDO1.unpack_from(data)
             if self.state is State.OPERATION_ENABLED:
                 self.target = target
                 self._store(cod.TARGET_POSITION, target, I32)
@@ -141,29 +199,90 @@ class Cia402DriveEmulator:
             if not self.alive or self.node.nmt.state != "OPERATIONAL":
                 return
             self.syncs += 1
-            now = time.monotonic()
-            dt = 0.0 if self._last_sync is None else min(now - self._last_sync, 0.1)
-            self._last_sync = now
             if self.state is State.OPERATION_ENABLED and self._get(cod.MODES_DISPLAY) == cod.MODE_CSP:
-                limit = self.max_speed * max(dt, 1e-3)
-                self.position += max(-limit, min(limit, self.target - self.position))
-                error = self.target - self.position
-                self._store(cod.FOLLOWING_ERROR_ACTUAL, round(error), I32)
-                window = self._get(cod.FOLLOWING_ERROR_WINDOW)
-                if window and abs(error) > window:
-                    self._fault(EMCY_FOLLOWING_ERROR)
+                self._follow()
             self._publish()
             if self._pdo_mapping_ok():
                 frame = cod.TPDO1.pack(self._get(cod.STATUSWORD), round(self.position))
+                if self.pad_tpdo:
+                    frame += bytes(8 - len(frame))
                 self.network.send_message(cod.TPDO1_BASE + self.node_id, frame)
 
+    def _follow(self) -> None:
+        """One interpolation period of CSP: move toward the target at most at the velocity limit."""
+        speed = min(self.max_speed, self._get(cod.MAX_PROFILE_VELOCITY))
+        limit = speed * self.interpolation_period_s()
+        self.position += max(-limit, min(limit, self.target - self.position))
+        error = self.target - self.position
+        self._store(cod.FOLLOWING_ERROR_ACTUAL, round(error), I32)
+        window = self._get(cod.FOLLOWING_ERROR_WINDOW)
+        if window != FOLLOWING_ERROR_OFF and abs(error) > window:
+            log.warning(
+                "drive %d: following error %d counts > window %d (max profile velocity 0x607F = %d)",
+                self.node_id,
+                round(error),
+                window,
+                self._get(cod.MAX_PROFILE_VELOCITY),
+            )
+            self._fault(EMCY_FOLLOWING_ERROR)
+
+    # --- heartbeat consumer (CiA 301, 1016h) and the loss reaction (CiA 402, 6007h) ---------------------
+    def _set_consumer(self, value: int) -> None:
+        node_id, time_ms = cod.parse_heartbeat_consumer_entry(value)
+        if self._hb_producer is not None:
+            self.network.unsubscribe(cod.HEARTBEAT_BASE + self._hb_producer, self._on_heartbeat)
+        used = 0 < node_id <= 127 and time_ms > 0  # node id 0 or time 0: entry not used
+        self._hb_producer = node_id if used else None
+        self._hb_time_s = time_ms / 1000
+        self._hb_last = None  # monitoring starts with the next heartbeat received
+        if self._hb_producer is not None:
+            self.network.subscribe(cod.HEARTBEAT_BASE + node_id, self._on_heartbeat)
+
+    def _on_heartbeat(self, can_id: int, data: bytes, timestamp: float) -> None:
+        with self._lock:
+            if self.alive:
+                self._hb_last = time.monotonic()
+
+    def poll(self, now: float | None = None) -> None:
+        """Check the heartbeat consumer (DriveRack calls this every few ms from its own thread)."""
+        with self._lock:
+            if not self.alive or self._hb_last is None:
+                return
+            now = time.monotonic() if now is None else now
+            if now - self._hb_last > self._hb_time_s:
+                self._hb_last = None  # a loss is reported once; monitoring resumes with the next heartbeat
+                self._comm_loss(now)
+
+    def _comm_loss(self, now: float) -> None:
+        self.comm_losses += 1
+        option = self._get(cod.ABORT_CONNECTION_OPTION)
+        log.warning(
+            "drive %d: no heartbeat from node %s for %.3f s (0x1016 consumer time): 0x6007 = %d (%s)",
+            self.node_id,
+            self._hb_producer,
+            self._hb_time_s,
+            option,
+            cod.ABORT_OPTIONS.get(option, "manufacturer-specific: fault"),
+        )
+        if option == cod.ABORT_NO_ACTION:
+            return
+        if option in (cod.ABORT_DISABLE_VOLTAGE, cod.ABORT_QUICK_STOP):
+            self.node.emcy.send(EMCY_HEARTBEAT, ERR_COMMUNICATION)
+            cw = CW_DISABLE_VOLTAGE if option == cod.ABORT_DISABLE_VOLTAGE else CW_QUICK_STOP
+            self.target = round(self.position)  # no ramp here: the motion stops where it is
+            # a drive-internal command: 0x6040 keeps the host's last controlword, so repeating it re-enables
+            # nothing; the host has to walk the state machine again
+            self._set_state(drive_transition(self.state, cw, self._cw))
+            return
+        self._fault(EMCY_HEARTBEAT, ERR_GENERIC | ERR_COMMUNICATION)  # 1 and manufacturer-specific codes
+
     # --- faults ----------------------------------------------------------------------------------------
-    def _fault(self, code: int) -> None:
-        self.state = State.FAULT
+    def _fault(self, code: int, register: int = ERR_GENERIC) -> None:
         self._store(cod.ERROR_CODE, code)
-        self._store(cod.ERROR_REGISTER, 0x01, struct.Struct("<B"))
+        self._store(cod.ERROR_REGISTER, register, U8)
+        self._set_state(State.FAULT)
         self._publish()
-        self.node.emcy.send(code, 0x01)
+        self.node.emcy.send(code, register)
 
     def inject_fault(self, code: int = EMCY_OVERCURRENT) -> None:
         with self._lock:
@@ -181,20 +300,43 @@ class Cia402DriveEmulator:
 
 
 class DriveRack:
-    """Several emulated drives sharing one python-can bus (their own canopen.Network)."""
+    """Several emulated drives sharing one python-can bus (their own canopen.Network).
+
+    `drive_options` go to every `Cia402DriveEmulator` (e.g. `pad_tpdo=True`, `max_profile_velocity=...`);
+    `bus_options` to python-can. A thread polls the drives' heartbeat consumers every `POLL_S`.
+    """
+
+    POLL_S = 0.005
 
     def __init__(
-        self, interface: str, channel: str, node_ids: list[int] | tuple[int, ...], **kwargs: Any
+        self,
+        interface: str,
+        channel: str,
+        node_ids: list[int] | tuple[int, ...],
+        *,
+        drive_options: dict[str, Any] | None = None,
+        **bus_options: Any,
     ) -> None:
         canopen = import_canopen()
         self.network = canopen.Network()
         self.network.NOTIFIER_CYCLE = 0.05
-        self.network.connect(interface=interface, channel=channel, **kwargs)
-        self.drives = {i: Cia402DriveEmulator(i, self.network) for i in node_ids}
+        self.network.connect(interface=interface, channel=channel, **bus_options)
+        opts = drive_options or {}
+        self.drives = {i: Cia402DriveEmulator(i, self.network, **opts) for i in node_ids}
         for drive in self.drives.values():
             drive.boot()
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="drive-rack-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            for drive in self.drives.values():
+                drive.poll()
 
     def close(self) -> None:
+        self._stop.set()
+        self._poller.join(timeout=1.0)
         for drive in self.drives.values():
             drive.node.nmt.stop_heartbeat()
         self.network.disconnect()
@@ -214,6 +356,10 @@ def _parse_nodes(text: str) -> list[int]:
     return out
 
 
+def _report_state(node_id: int, state: State, t: float) -> None:
+    print(json.dumps({"node": node_id, "state": state.value, "t": t}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Emulated CiA 402 drives on a CAN bus (simulation only).")
     parser.add_argument("--interface", default="virtual")
@@ -223,9 +369,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fault-after", type=float, default=None, help="inject an EMCY fault on the first node"
     )
+    parser.add_argument("--pad-tpdo", action="store_true", help="send TPDOs padded to 8 bytes")
+    parser.add_argument("--max-profile-velocity", type=int, default=65536, help="0x607F, counts/s")
+    parser.add_argument(
+        "--report-states", action="store_true", help="print a JSON line on stdout per CiA 402 state change"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    with DriveRack(args.interface, args.channel, _parse_nodes(args.nodes)) as rack:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    options = {"pad_tpdo": args.pad_tpdo, "max_profile_velocity": args.max_profile_velocity}
+    with DriveRack(args.interface, args.channel, _parse_nodes(args.nodes), drive_options=options) as rack:
+        if args.report_states:
+            for drive in rack.drives.values():
+                drive.state_listeners.append(_report_state)
         print(f"drives {sorted(rack.drives)} on {args.interface}:{args.channel}", flush=True)
         start = time.monotonic()
         faulted = False

@@ -64,7 +64,7 @@ def test_each_tick_is_rpdos_then_one_sync_and_drives_follow(rig):
     time.sleep(0.01)
     host = [m.arbitration_id for m in counter.frames[n:] if is_host_frame(m)]
     assert host == [cod.RPDO1_BASE + i for i in cfg.node_ids] + [cod.SYNC_ID]
-    for _ in range(5):
+    for _ in range(int(0.3 / cfg.max_step) + 2):  # max_step per tick: 0.3 rad takes 20 ticks
         state = arm.step(target)
     np.testing.assert_allclose(state.positions, target, atol=1.0 / cfg.joints[0].counts_per_rad)
     assert rack.drives[1].target == arm.to_counts(target)[0]

@@ -7,8 +7,6 @@ Multicast never leaves a private network namespace that this test creates (loopb
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -48,26 +46,6 @@ HOST = textwrap.dedent(
     arm.disconnect()
     """
 )
-
-
-@pytest.fixture
-def netns():
-    name = f"edgeact-fb-{os.getpid()}"
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 (ip) is not installed: cannot create a private network namespace")
-    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot create a network namespace ({made.stderr.strip()}); needs root")
-    try:
-        for cmd in (
-            ["ip", "link", "set", "lo", "up"],
-            ["ip", "link", "set", "lo", "multicast", "on"],
-            ["ip", "route", "add", "239.0.0.0/8", "dev", "lo"],
-        ):
-            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True, capture_output=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def test_drive_in_another_process_over_udp_multicast(netns):
