@@ -69,11 +69,6 @@ class DynamixelJoint:
             return float(self.zero_counts)
         return self.counts_at_lower - self.counts_per_unit * self.lower
 
-    def goal_window(self, mode: int) -> tuple[int, int] | None:
-        """The servo counts this joint may be commanded to in operating `mode` (dynamixel.control_table)."""
-        ends = sorted(self.offset_counts + self.counts_per_unit * v for v in (self.lower, self.upper))
-        return ct.goal_window(ends[0], ends[1], mode)
-
 
 @dataclass(frozen=True)
 class CameraConfig:
@@ -135,18 +130,6 @@ class DynamixelArmConfig:
             _fail(owner, "max_step", self.max_step, "must be positive or null")
         if self.hold_s < 0:
             _fail(owner, "hold_s", self.hold_s, "must be >= 0")
-        for joint in self.joints:  # Goal Position must fit the servo's window (e-manual "Goal Position(116)")
-            if self.operating_mode in ct.POSITION_MODES and joint.goal_window(self.operating_mode) is None:
-                ends = [joint.offset_counts + joint.counts_per_unit * v for v in (joint.lower, joint.upper)]
-                _fail(
-                    f"{owner}({self.name}).joints[{joint.name}]",
-                    "lower/upper",
-                    (joint.lower, joint.upper),
-                    f"are servo {joint.id} counts {ends[0]:.1f}..{ends[1]:.1f}, outside the Goal Position "
-                    "range {}..{} of operating mode {} (one count of slack)".format(
-                        *ct.goal_range(self.operating_mode), self.operating_mode
-                    ),
-                )
 
     @property
     def ids(self) -> tuple[int, ...]:
