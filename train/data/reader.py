@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from .deviations import Deviations
 from .errors import DatasetFormatError, DatasetNotFoundError
-from .meta import CAMERA_DTYPES, DatasetMeta, load_meta_v3, read_json, read_parquet
+from .meta import CAMERA_DTYPES, DatasetMeta, check_declared_widths, load_meta_v3, read_json, read_parquet
 from .video import decode_at
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,9 @@ class LeRobotDataset:
         self.tolerance_s = timestamp_tolerance_s
         info_path = self.root / "meta" / "info.json"
         if not info_path.is_file():
-            raise DatasetNotFoundError(f"{self.root}: not a LeRobot dataset (no meta/info.json)")
+            from .resolve import not_a_dataset
+
+            raise not_a_dataset(self.root)
         version = str(read_json(info_path).get("codebase_version", ""))
         dev = Deviations(str(self.root))
         if version.startswith("v3"):
@@ -87,6 +89,9 @@ class LeRobotDataset:
             if len(v) != len(self.meta.data_files):
                 raise DatasetFormatError(f"{self.root}: column {k!r} is missing from some data files")
             cols[k] = np.concatenate(v)
+        check_declared_widths(
+            self.meta.features, cols, self.meta.data_files, self.root / "meta" / "info.json"
+        )
         self._check_standard_columns(cols, dev)
         self._check_finite(cols)
         return cols

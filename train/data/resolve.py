@@ -11,6 +11,8 @@ DatasetNotFoundError saying how to get the data.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -36,6 +38,26 @@ def _is_dataset(path: Path) -> bool:
     return (path / "meta" / "info.json").is_file()
 
 
+def not_a_dataset(path: Path) -> DatasetNotFoundError:
+    """The error for a folder without meta/info.json; a LeRobot v1.x folder is named with how to convert."""
+    old_info = path / "meta_data" / "info.json"
+    arrows = sorted((path / "train").glob("*.arrow")) if (path / "train").is_dir() else []
+    if old_info.is_file() or arrows:
+        version = ""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            version = str(json.loads(old_info.read_text()).get("codebase_version", ""))
+        found = ", ".join(
+            str(p.relative_to(path)) for p in ([old_info] if old_info.is_file() else []) + arrows[:1]
+        )
+        return DatasetNotFoundError(
+            f"{path}: a LeRobot {version or 'v1.x'} dataset ({found}: the format before v2.0), which edgeact "
+            "does not read; convert it with LeRobot 0.1/0.2's `python lerobot/common/datasets/v2/"
+            "convert_dataset_v1_to_v2.py --repo-id ID --single-task 'TASK'` (then to v2.1 or v3.0), or "
+            "download the dataset's v2.1/v3.0 revision from the hub"
+        )
+    return DatasetNotFoundError(f"{path}: not a LeRobot dataset (no meta/info.json)")
+
+
 def resolve_dataset(name_or_path: str | os.PathLike, *, mirror: str | os.PathLike | None = None) -> Path:
     """The root of a local LeRobot dataset for a path, an id such as `lerobot/pusht`, or an alias
     (`pusht`)."""
@@ -43,7 +65,7 @@ def resolve_dataset(name_or_path: str | os.PathLike, *, mirror: str | os.PathLik
     path = Path(text).expanduser()
     if path.exists():
         if not _is_dataset(path):
-            raise DatasetNotFoundError(f"{path}: exists but is not a LeRobot dataset (no meta/info.json)")
+            raise not_a_dataset(path)
         return path
     if text.startswith((".", "/", "~")) or text.count("/") > 1:
         raise DatasetNotFoundError(f"{path}: no such dataset folder")

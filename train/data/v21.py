@@ -21,9 +21,12 @@ from .meta import (
     DatasetMeta,
     EpisodeInfo,
     VideoRef,
+    format_path,
     normalise_features,
     normalise_stats,
+    path_template,
     read_json,
+    require_features,
 )
 
 DEFAULT_DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
@@ -48,13 +51,20 @@ def load_meta_v21(root: Path, dev: Deviations) -> DatasetMeta:
     info_path = root / "meta" / "info.json"
     info = read_json(info_path)
     fps = info.get("fps")
-    if not isinstance(fps, (int, float)) or fps <= 0:
+    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or fps <= 0:
         raise DatasetFormatError(f"{info_path}: fps must be a positive number, got {fps!r}")
-    features = normalise_features(info.get("features", {}), str(info_path), dev)
+    features = normalise_features(require_features(info, info_path), str(info_path), dev)
     camera_keys = [k for k, f in features.items() if f["dtype"] in CAMERA_DTYPES]
-    chunks_size = int(info.get("chunks_size", 1000))
-    data_tpl = info.get("data_path") or DEFAULT_DATA_PATH
-    video_tpl = info.get("video_path") or DEFAULT_VIDEO_PATH
+    chunks_size = info.get("chunks_size", 1000)
+    if not isinstance(chunks_size, int) or isinstance(chunks_size, bool) or chunks_size < 1:
+        raise DatasetFormatError(f"{info_path}: chunks_size must be an integer >= 1, got {chunks_size!r}")
+    data_tpl = path_template(info, "data_path", DEFAULT_DATA_PATH, info_path, dev)
+    video_tpl = path_template(info, "video_path", DEFAULT_VIDEO_PATH, info_path, dev)
+    for name, tpl in (("data_path", data_tpl), ("video_path", video_tpl)):
+        if "{chunk_index" in tpl:  # community datasets written with v3.0's variable name
+            dev.note(
+                f"{name} names the episode chunk {{chunk_index}} (LeRobot v2.1: {{episode_chunk}})", 1, tpl
+            )
     rows = sorted(read_jsonl(root / "meta" / "episodes.jsonl"), key=lambda r: r["episode_index"])
     episodes, data_files, start = [], [], 0
     for r in rows:
@@ -65,10 +75,11 @@ def load_meta_v21(root: Path, dev: Deviations) -> DatasetMeta:
                 f"{root / 'meta' / 'episodes.jsonl'}: bad episode entry {r}: {err}"
             ) from err
         chunk = ep // chunks_size
-        data_files.append(root / data_tpl.format(episode_chunk=chunk, episode_index=ep))
+        where = {"episode_chunk": chunk, "chunk_index": chunk, "episode_index": ep}
+        data_files.append(root / format_path(data_tpl, "data_path", info_path, where))
         videos = {
             key: VideoRef(
-                root / video_tpl.format(episode_chunk=chunk, video_key=key, episode_index=ep),
+                root / format_path(video_tpl, "video_path", info_path, {**where, "video_key": key}),
                 0.0,
                 length / fps,
             )
