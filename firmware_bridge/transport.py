@@ -133,7 +133,11 @@ class PtyPair:
 
 
 def open_can_bus(interface: str, channel: str | int, bitrate: int | None = None, **kwargs: Any) -> Any:
-    """A python-can bus: any interface python-can knows (socketcan, slcan, pcan, virtual, udp_multicast)."""
+    """A python-can bus: any interface python-can knows (socketcan, slcan, pcan, virtual, udp_multicast).
+
+    `kwargs` go to `can.Bus` as they are (the robot YAML's `can_options`, `rt-run --can-option`): `fd`,
+    `data_bitrate`, `port` of udp_multicast, ...; they take precedence over python-can's environment variables
+    and config files. `bitrate` is not passed to virtual and udp_multicast, which have none."""
     can = _import_can()
     if not interface:
         raise BridgeConfigError("CAN interface must be named (e.g. socketcan, pcan, virtual, udp_multicast)")

@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--camera", help="camera source: /dev/videoN, a video file, synthetic; or NAME=SRC,...")
     g.add_argument("--can-interface", help="python-can interface: socketcan, slcan, pcan, udp_multicast...")
     g.add_argument("--can-channel", help="python-can channel (can0, a multicast group, ...)")
+    g.add_argument(
+        "--can-option",
+        action="append",
+        type=_parse_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other python-can bus argument, repeatable (fd=true, data_bitrate=2000000, port=43114)",
+    )
     g.add_argument("--dry-run", action="store_true", help="drive byte-level emulators instead of hardware")
     g = p.add_argument_group("execution (defaults from the policy's sidecar)")
     g.add_argument("--mode", choices=("ensemble", "chunk", "async"))
@@ -162,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("port", "camera", "can_interface", "can_channel", "dry_run"):  # real-robot flags
         if getattr(args, key) not in (None, False):
             options[key] = getattr(args, key)
+    if args.can_option:  # on top of the robot YAML's can_options
+        options["can_options"] = {**options.get("can_options", {}), **dict(args.can_option)}
     if cfg.max_episode_steps is not None:
         options.setdefault("max_episode_steps", cfg.max_episode_steps)
     try:

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import yaml
 from edgeact.firmware_bridge.canopen import od as cod
 from edgeact.firmware_bridge.canopen.cia402 import (
     CW_DISABLE_VOLTAGE,
@@ -356,6 +357,13 @@ def _parse_nodes(text: str) -> list[int]:
     return out
 
 
+def _parse_bus_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)  # typed as in YAML: port=43114 is an int, fd=true a bool
+
+
 def _report_state(node_id: int, state: State, t: float) -> None:
     print(json.dumps({"node": node_id, "state": state.value, "t": t}), flush=True)
 
@@ -374,10 +382,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-states", action="store_true", help="print a JSON line on stdout per CiA 402 state change"
     )
+    parser.add_argument(
+        "--bus-option",
+        action="append",
+        type=_parse_bus_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="python-can bus argument, repeatable (e.g. port=43114 for udp_multicast)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     options = {"pad_tpdo": args.pad_tpdo, "max_profile_velocity": args.max_profile_velocity}
-    with DriveRack(args.interface, args.channel, _parse_nodes(args.nodes), drive_options=options) as rack:
+    nodes, bus = _parse_nodes(args.nodes), dict(args.bus_option)
+    with DriveRack(args.interface, args.channel, nodes, drive_options=options, **bus) as rack:
         if args.report_states:
             for drive in rack.drives.values():
                 drive.state_listeners.append(_report_state)

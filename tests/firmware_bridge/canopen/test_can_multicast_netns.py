@@ -16,6 +16,7 @@ import pytest
 pytestmark = pytest.mark.netns
 pytest.importorskip("msgpack", reason="python-can's udp_multicast interface needs msgpack")
 GROUP = "239.74.163.2"
+PORT = 43121  # not python-can's default (43113): both sides must get it from their options to talk
 
 HOST = textwrap.dedent(
     f"""
@@ -25,7 +26,8 @@ HOST = textwrap.dedent(
     from edgeact.firmware_bridge.errors import BridgeError
     from edgeact.firmware_bridge.sim.scenarios import can_test_config
     cfg = replace(can_test_config("{GROUP}"), interface="udp_multicast", fps=100.0, feedback_timeout_s=0.05,
-                  max_missed_feedback=5, heartbeat_timeout_s=0.5)  # two processes on a busy machine
+                  max_missed_feedback=5, heartbeat_timeout_s=0.5,  # two processes on a busy machine
+                  can_options={{"port": {PORT}}})
     arm = CanArm(cfg)
     t0 = time.monotonic()
     arm.connect()
@@ -52,7 +54,8 @@ def test_drive_in_another_process_over_udp_multicast(netns):
     in_ns = ["ip", "netns", "exec", netns, sys.executable]
     drives = subprocess.Popen(
         [*in_ns, "-m", "edgeact.firmware_bridge.sim.cia402_drive", "--interface", "udp_multicast",
-         "--channel", GROUP, "--nodes", "1-6", "--duration", "20", "--fault-after", "8"],
+         "--channel", GROUP, "--nodes", "1-6", "--duration", "20", "--fault-after", "8",
+         "--bus-option", f"port={PORT}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
