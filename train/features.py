@@ -86,6 +86,19 @@ def check_against_checkpoint(features: dict[str, Any], ckpt_features: dict[str, 
         raise FeatureError(f"dataset {root}: features {extra} are not in the checkpoint being resumed")
 
 
+def repo_id(name: str, root: Path) -> str | None:
+    """The LeRobot repo id of a dataset given by id or alias, or found under $HF_LEROBOT_HOME; else None."""
+    from edgeact.train.data.resolve import ALIASES, lerobot_home
+
+    if not Path(name).expanduser().exists() and not name.startswith((".", "/", "~")) and name.count("/") <= 1:
+        return ALIASES.get(name, name)
+    try:
+        rel = Path(root).expanduser().resolve().relative_to(lerobot_home().resolve())
+    except ValueError:
+        return None
+    return rel.as_posix() if len(rel.parts) == 2 else None
+
+
 def dataset_section(
     cfg: TrainConfig, root: Path, meta: Any, features: dict[str, Any], stats: dict[str, Any]
 ) -> dict[str, Any]:
@@ -94,7 +107,10 @@ def dataset_section(
     return json_safe(
         {
             "id": cfg.dataset,
-            "root": str(root),
+            # Absolute, so export and eval find the frames from any working directory (issue 12); the repo
+            # id lets them look the dataset up again where the folder has moved.
+            "root": str(Path(root).expanduser().resolve()),
+            "repo_id": repo_id(cfg.dataset, Path(root)),
             "fps": meta.fps,
             "features": features,
             "stats": stats,
