@@ -12,9 +12,11 @@ half-written cache behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import uuid
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VideoDecodeError
+from .errors import DatasetError, VideoDecodeError
 from .reader import LeRobotDataset
 from .video import iter_frames
 
@@ -71,37 +73,91 @@ def open_frame_cache(
     }
 
 
+# Room left on the disk beyond the cache itself, so that building it never fills the disk for everyone else.
+FREE_MARGIN_BYTES = 256 * 2**20
+
+
+def cache_bytes(dataset: LeRobotDataset) -> int:
+    """Bytes the frame cache of `dataset` takes: N x H x W x C per camera."""
+    n = dataset.meta.total_frames
+    return sum(n * math.prod(dataset.meta.features[k]["shape"]) for k in dataset.meta.camera_keys)
+
+
+def _no_room(dataset: LeRobotDataset, where: Path, need: int, free: int | None) -> DatasetError:
+    have = (
+        f"plus {FREE_MARGIN_BYTES / 1e6:,.0f} MB kept free, and only {free / 1e6:,.0f} MB are free"
+        if free is not None
+        else "and the disk is full"
+    )
+    return DatasetError(
+        f"frame cache for {dataset.root}: needs {need / 1e6:,.1f} MB at {where}, {have}; free space, point "
+        "EDGEACT_CACHE_DIR at a larger disk, or train with --frame_cache=false (decodes every sample, slower)"
+    )
+
+
+def _allocate(path: Path, size: int) -> None:
+    """Reserve the file's blocks now: writing into a sparse memmap on a full disk ends in SIGBUS instead."""
+    with open(path, "wb") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as err:
+            if err.errno in (
+                errno.EOPNOTSUPP,
+                errno.ENOSYS,
+                errno.EINVAL,
+            ):  # no fallocate on this file system
+                f.truncate(size)
+            else:
+                raise
+
+
 def _build(dataset: LeRobotDataset, folder: Path, progress: bool) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    need = cache_bytes(dataset)
+    free = shutil.disk_usage(folder.parent).free
+    if need + FREE_MARGIN_BYTES > free:
+        raise _no_room(dataset, folder.parent, need, free)
     tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        shapes = {}
-        n = dataset.meta.total_frames
-        bar = _progress(n * len(dataset.meta.camera_keys), f"frame cache {dataset.root.name}", progress)
-        for key in dataset.meta.camera_keys:
-            h, w, c = dataset.meta.features[key]["shape"]
-            frames = np.memmap(tmp / f"{_safe(key)}.u8", dtype=np.uint8, mode="w+", shape=(n, h, w, c))
-            if dataset.meta.features[key]["dtype"] == "image":
-                for e in dataset.meta.episodes:
-                    frames[e.from_frame : e.to_frame] = dataset.read_frames(
-                        key, np.arange(e.from_frame, e.to_frame)
-                    )
-                    bar.update(e.length)
-            else:
-                _decode_camera(dataset, key, frames, bar)
-            frames.flush()
-            del frames
-            shapes[key] = [n, h, w, c]
-        bar.close()
-        (tmp / "meta.json").write_text(json.dumps({"root": str(dataset.root), "shapes": shapes}))
-        if folder.exists():  # another process finished first; keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        os.replace(tmp, folder)
-        log.info("frame cache for %s built at %s", dataset.root, folder)
+        _fill(dataset, folder, tmp, progress)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno == errno.ENOSPC:
+            raise _no_room(dataset, folder.parent, need, None) from err
+        raise DatasetError(f"frame cache {tmp}: cannot write ({err.strerror or err})") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _fill(dataset: LeRobotDataset, folder: Path, tmp: Path, progress: bool) -> None:
+    """Decode every camera into `tmp`, then rename it to `folder` (meta.json last: it marks a done cache)."""
+    shapes = {}
+    n = dataset.meta.total_frames
+    bar = _progress(n * len(dataset.meta.camera_keys), f"frame cache {dataset.root.name}", progress)
+    for key in dataset.meta.camera_keys:
+        h, w, c = dataset.meta.features[key]["shape"]
+        _allocate(tmp / f"{_safe(key)}.u8", n * h * w * c)
+        frames = np.memmap(tmp / f"{_safe(key)}.u8", dtype=np.uint8, mode="r+", shape=(n, h, w, c))
+        if dataset.meta.features[key]["dtype"] == "image":
+            for e in dataset.meta.episodes:
+                frames[e.from_frame : e.to_frame] = dataset.read_frames(
+                    key, np.arange(e.from_frame, e.to_frame)
+                )
+                bar.update(e.length)
+        else:
+            _decode_camera(dataset, key, frames, bar)
+        frames.flush()
+        del frames
+        shapes[key] = [n, h, w, c]
+    bar.close()
+    (tmp / "meta.json").write_text(json.dumps({"root": str(dataset.root), "shapes": shapes}))
+    if folder.exists():  # another process finished first; keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    os.replace(tmp, folder)
+    log.info("frame cache for %s built at %s", dataset.root, folder)
 
 
 def _decode_camera(dataset: LeRobotDataset, key: str, frames: np.ndarray, bar) -> None:
