@@ -49,30 +49,71 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_LISTED = 30  # episode lengths shown in the text summary
+
+
 def _fmt(values) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def check_videos(ds: LeRobotDataset) -> tuple[int, list[str]]:
+    """Open every video file the metadata names and decode its first frame: (files checked, problems)."""
+    from .video import iter_frames, probe
+
+    files: dict[Path, str] = {}
+    for e in ds.meta.episodes:
+        for key, ref in e.videos.items():
+            files.setdefault(ref.path, key)
+    problems = []
+    for path, key in files.items():
+        if not path.is_file():
+            problems.append(f"{path}: missing (camera {key!r})")
+            continue
+        try:
+            info = probe(path)
+            next(iter(iter_frames(path)), None)
+        except DatasetError as err:
+            problems.append(str(err))
+            continue
+        h, w = ds.meta.features[key]["shape"][:2]
+        if (info["height"], info["width"]) != (h, w):
+            problems.append(
+                f"{path}: {info['width']}x{info['height']} frames, info.json declares {key!r} as {w}x{h}"
+            )
+    return len(files), problems
 
 
 def _info(args: argparse.Namespace) -> int:
     ds = LeRobotDataset(resolve_dataset(args.dataset, mirror=args.mirror))
     m = ds.meta
+    checked, problems = check_videos(ds)
+    lengths = {e.index: e.length for e in m.episodes}
     if args.json:
         summary = {
             "root": str(m.root),
             "version": m.version,
+            "robot_type": m.robot_type,
             "fps": m.fps,
             "episodes": m.total_episodes,
             "frames": m.total_frames,
+            "camera_keys": m.camera_keys,
+            "episode_lengths": lengths,
             "features": m.features,
             "tasks": m.tasks,
             "stats": m.stats,
+            "videos": {"checked": checked, "problems": problems},
         }
         print(json.dumps(summary, indent=2))
-        return 0
-    lengths = np.array([e.length for e in m.episodes])
+        return 1 if problems else 0
+    arr = np.array(list(lengths.values()))
     print(f"{m.root}  ({m.version}, robot {m.robot_type})")
     print(f"episodes {m.total_episodes}  frames {m.total_frames}  fps {m.fps}  ", end="")
-    print(f"episode length min {lengths.min()} / mean {lengths.mean():.1f} / max {lengths.max()}")
+    print(f"episode length min {arr.min()} / mean {arr.mean():.1f} / max {arr.max()}")
+    shown = " ".join(f"{i}:{n}" for i, n in list(lengths.items())[:MAX_LISTED])
+    more = f" ... ({len(lengths) - MAX_LISTED} more; --json lists all)" if len(lengths) > MAX_LISTED else ""
+    print(f"episode lengths (episode:frames): {shown}{more}")
+    cams = ", ".join(f"{k} ({'x'.join(map(str, m.features[k]['shape']))})" for k in m.camera_keys)
+    print(f"cameras: {cams or 'none'}")
     print("features:")
     for key, f in m.features.items():
         codec = ""
@@ -89,12 +130,29 @@ def _info(args: argparse.Namespace) -> int:
         if key in m.camera_keys or key.startswith("observation") or key == "action":
             ranges = f"min {_fmt(s['min'])} max {_fmt(s['max'])}"
             print(f"  {key:32s} mean {_fmt(s['mean'])} std {_fmt(s['std'])} {ranges}")
-    return 0
+    print(
+        f"videos: {checked} file(s) opened and decoded"
+        + (f", {len(problems)} problem(s):" if problems else "")
+    )
+    for line in problems:
+        print(f"  {line}")
+    return 1 if problems else 0
+
+
+VIEW_FORMATS = {".mp4": "an h264 video of the episode", ".png": "a strip of --frames frames"}
 
 
 def _view(args: argparse.Namespace) -> int:
     from .render import episode_frames, strip, write_mp4, write_png
 
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in VIEW_FORMATS:
+        known = "; ".join(f"{k}: {v}" for k, v in VIEW_FORMATS.items())
+        print(
+            f"error: --output {args.output}: {suffix or 'no extension'} is not a supported format ({known})",
+            file=sys.stderr,
+        )
+        return 2
     ds = LeRobotDataset(resolve_dataset(args.dataset, mirror=args.mirror))
     if args.episode not in {e.index for e in ds.meta.episodes}:
         print(f"error: episode {args.episode} not in 0..{ds.meta.total_episodes - 1}", file=sys.stderr)
@@ -102,7 +160,7 @@ def _view(args: argparse.Namespace) -> int:
     frames = episode_frames(ds, args.episode, xy_extent=args.xy_extent)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".png":
+    if suffix == ".png":
         write_png(strip(frames, args.frames), out)
     else:
         write_mp4(frames, out, ds.meta.fps)

@@ -1,8 +1,8 @@
 """Rendering an episode for people: camera frames with the state and action traces drawn under them.
 
 Pure numpy drawing (no GUI toolkit): each output frame is the episode's camera images side by side,
-scaled up by an integer factor, above a plot panel with one trace per state dimension (blue shades) and per
-action dimension (red shades) over the whole episode, each scaled to its own range, and a cursor at the
+scaled up by an integer factor, above a plot panel with one trace per state dimension (blue to teal) and per
+action dimension (red to amber) over the whole episode, each scaled to its own range, and a cursor at the
 current step.
 """
 
@@ -30,16 +30,28 @@ def _traces(values: np.ndarray, width: int, height: int) -> np.ndarray:
     return (height - 2 - scaled * (height - 4)).round().astype(int)
 
 
+# Trace colours run from the first to the second end of each family, never towards the white background
+# (ALOHA's 14 dimensions, the gripper last, stay visible).
+STATE_COLORS = ((20, 30, 170), (30, 170, 200))  # dark blue -> teal
+ACTION_COLORS = ((170, 20, 20), (220, 150, 0))  # dark red -> amber
+
+
+def trace_colors(n: int, family: tuple[tuple[int, int, int], tuple[int, int, int]]) -> np.ndarray:
+    """uint8 (n, 3): n colours spread evenly between the family's two ends."""
+    t = np.linspace(0.0, 1.0, n)[:, None] if n > 1 else np.zeros((1, 1))
+    lo, hi = np.array(family[0], dtype=np.float64), np.array(family[1], dtype=np.float64)
+    return (lo + t * (hi - lo)).round().astype(np.uint8)
+
+
 def _panel(state: np.ndarray | None, action: np.ndarray, width: int) -> np.ndarray:
     panel = np.full((PANEL_H, width, 3), 255, dtype=np.uint8)
-    groups = [(action, np.array([200, 30, 30]))]
+    groups = [(action, ACTION_COLORS)]
     if state is not None:
-        groups.insert(0, (state, np.array([30, 60, 200])))
+        groups.insert(0, (state, STATE_COLORS))
     cols = np.arange(width)
-    for values, base in groups:
+    for values, family in groups:
         rows = _traces(values, width, PANEL_H)
-        for d, row in enumerate(rows):
-            shade = np.clip(base + 40 * d, 0, 255).astype(np.uint8)
+        for row, shade in zip(rows, trace_colors(len(rows), family), strict=True):
             panel[row, cols] = shade
             panel[np.clip(row + 1, 0, PANEL_H - 1), cols] = shade
     return panel
