@@ -20,103 +20,60 @@ from pathlib import Path
 from typing import Any
 
 from edgeact.export.errors import CheckpointError, OutputPathError
+from edgeact.runtime.policy_io import (
+    ACTION,
+    ENV_STATE,
+    IMAGE_RESIZE,
+    METADATA_KEY,
+    READABLE_SCHEMA_VERSIONS,
+    SCHEMA_VERSION,
+    STATE,
+    VECTOR_FEATURES,
+    CameraInput,
+    PolicyIO,
+    VectorInput,
+    camera_name,
+    is_camera_feature,
+    parse_io,
+    sidecar_path,
+)
 
+__all__ = [
+    "ACTION", "ENV_STATE", "METADATA_KEY", "SCHEMA_VERSION", "STATE", "CameraInput", "PolicySpec",
+    "VectorInput", "build_sidecar", "check_output_path", "check_sidecar", "sha256_bytes", "sidecar_path",
+    "spec_from_checkpoint_config", "spec_from_sidecar", "write_artifact",
+]  # fmt: skip
+STATE_FEATURE, ENV_STATE_FEATURE, ACTION_FEATURE = STATE, ENV_STATE, ACTION
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-METADATA_KEY = "edgeact.policy"
-STATE_FEATURE = "observation.state"
-ENV_STATE_FEATURE = "observation.environment_state"
-ACTION_FEATURE = "action"
-IMAGE_RESIZE = "bilinear_half_pixel"
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """One camera: the graph takes `uint8 (1, height, width, channels)` NHWC under the feature's name."""
-
-    name: str
-    feature: str
-    height: int
-    width: int
-    channels: int = 3
-
-    def __post_init__(self) -> None:
-        for fname in ("height", "width", "channels"):
-            value = getattr(self, fname)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"camera {self.name!r}: {fname} must be a positive int, got {value!r}")
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """Inputs, outputs and metadata of one exported policy (batch size 1)."""
+    """Inputs, outputs (`io`, the one I/O contract) and metadata of one exported policy (batch size 1)."""
 
-    cameras: tuple[CameraSpec, ...]
-    state_dim: int
-    action_dim: int
-    chunk_size: int
+    io: PolicyIO
     fps: float
-    state_names: tuple[str, ...]
-    action_names: tuple[str, ...]
     stats: dict[str, Any] = field(default_factory=dict)
     execution: dict[str, Any] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
     dataset_id: str | None = None
 
-    def __post_init__(self) -> None:
-        for fname in ("state_dim", "action_dim", "chunk_size"):
-            value = getattr(self, fname)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"PolicySpec.{fname} must be a positive int, got {value!r}")
-        if not self.cameras:
-            raise ValueError("PolicySpec.cameras is empty: the exported graph needs at least one camera")
-        if len(self.action_names) != self.action_dim:
-            raise ValueError(
-                f"PolicySpec.action_names has {len(self.action_names)} names for {self.action_dim} dims"
-            )
+    cameras = property(lambda self: self.io.cameras)
+    vectors = property(lambda self: self.io.vectors)
+    chunk_size = property(lambda self: self.io.chunk_size)
+    action_dim = property(lambda self: self.io.action_dim)
+    action_names = property(lambda self: self.io.action_names)
+    state_names = property(lambda self: self.io.state_names)
+    input_names = property(lambda self: self.io.input_names)
 
     @property
-    def input_names(self) -> list[str]:
-        return [c.feature for c in self.cameras] + [STATE_FEATURE]
-
-    def inputs(self) -> list[dict[str, Any]]:
-        """The sidecar's `inputs` list, in graph order: one image per camera, then the state."""
-        out: list[dict[str, Any]] = [
-            {
-                "name": c.feature,
-                "feature": c.feature,
-                "kind": "image",
-                "camera": c.name,
-                "dtype": "uint8",
-                "shape": [1, c.height, c.width, c.channels],
-                "layout": "NHWC",
-            }
-            for c in self.cameras
-        ]
-        out.append(
-            {
-                "name": STATE_FEATURE,
-                "feature": STATE_FEATURE,
-                "kind": "state",
-                "dtype": "float32",
-                "shape": [1, self.state_dim],
-            }
-        )
-        return out
-
-    def outputs(self) -> list[dict[str, Any]]:
-        shape = [1, self.chunk_size, self.action_dim]
-        return [{"name": ACTION_FEATURE, "feature": ACTION_FEATURE, "dtype": "float32", "shape": shape}]
+    def state_dim(self) -> int:
+        return len(self.io.state_names)
 
     def action_mean_std(self) -> tuple[list[float], list[float]]:
         """The action stats the graph unnormalizes with; parity is measured on actions normalized by them."""
-        stats = self.stats[ACTION_FEATURE]
+        stats = self.stats[ACTION]
         return [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]]
-
-
-def _camera_name(feature: str) -> str:
-    return "image" if feature == "observation.image" else feature.removeprefix("observation.images.")
 
 
 def _image_hwc(feature: str, info: dict[str, Any], where: str) -> tuple[int, int, int]:
@@ -151,7 +108,10 @@ def _require_stats(stats: dict[str, Any], feature: str, where: str) -> None:
 
 
 def spec_from_checkpoint_config(doc: dict[str, Any], *, where: str = "config.json") -> PolicySpec:
-    """A `PolicySpec` from a checkpoint's config.json (docs/design.md "Checkpoint"); names the bad field."""
+    """A `PolicySpec` from a checkpoint's config.json (docs/design.md "Checkpoint"); names the bad field.
+
+    Inputs: every camera of the checkpoint, then every vector feature it has (`observation.state`,
+    `observation.environment_state`), in the I/O contract's order."""
     try:
         dataset, policy = doc["dataset"], doc["policy"]
         features, stats = dataset["features"], dataset.get("stats")
@@ -159,33 +119,30 @@ def spec_from_checkpoint_config(doc: dict[str, Any], *, where: str = "config.jso
         raise CheckpointError(f"{where}: missing section {err}") from err
     if not isinstance(stats, dict):
         raise CheckpointError(f"{where}: dataset.stats is missing; export needs the normalization stats")
-    cam_keys = dataset.get("camera_keys") or [k for k in features if k.startswith("observation.image")]
-    if ENV_STATE_FEATURE in features:
-        raise CheckpointError(f"{where}: {ENV_STATE_FEATURE} inputs are not supported by export yet")
-    for key in [*cam_keys, STATE_FEATURE, ACTION_FEATURE]:
+    cam_keys = dataset.get("camera_keys") or [k for k in features if is_camera_feature(k)]
+    vec_keys = [k for k in VECTOR_FEATURES if k in features]
+    for key in [*cam_keys, *vec_keys, ACTION]:
         if key not in features:
             raise CheckpointError(f"{where}: dataset.features has no {key!r}")
         _require_stats(stats, key, where)
-    cameras = []
-    for key in cam_keys:
-        h, w, c = _image_hwc(key, features[key], where)
-        cameras.append(CameraSpec(name=_camera_name(key), feature=key, height=h, width=w, channels=c))
-    state_dim = int(features[STATE_FEATURE]["shape"][0])
-    action_dim = int(features[ACTION_FEATURE]["shape"][0])
     execution = {
         "mode": policy.get("execution_mode", "ensemble"),
         "temporal_ensemble_coeff": policy.get("temporal_ensemble_coeff", 0.01),
         "n_action_steps": policy.get("n_action_steps") or policy.get("chunk_size"),  # None = the whole chunk
     }
     try:
+        cameras = []
+        for key in cam_keys:
+            h, w, c = _image_hwc(key, features[key], where)
+            cameras.append(CameraInput(camera_name(key), h, w, c))
+        vectors = [VectorInput(k, _names(features[k], _dim(features[k], k, where))) for k in vec_keys]
+        action_dim = _dim(features[ACTION], ACTION, where)
+        io = PolicyIO(
+            tuple(cameras), tuple(vectors), _names(features[ACTION], action_dim), int(policy["chunk_size"])
+        )
         return PolicySpec(
-            cameras=tuple(cameras),
-            state_dim=state_dim,
-            action_dim=action_dim,
-            chunk_size=int(policy["chunk_size"]),
+            io=io,
             fps=float(dataset["fps"]),
-            state_names=_names(features[STATE_FEATURE], state_dim),
-            action_names=_names(features[ACTION_FEATURE], action_dim),
             stats=copy.deepcopy(stats),
             execution=execution,
             train_config={
@@ -199,36 +156,28 @@ def spec_from_checkpoint_config(doc: dict[str, Any], *, where: str = "config.jso
         raise CheckpointError(f"{where}: {err}") from err
 
 
+def _dim(info: dict[str, Any], key: str, where: str) -> int:
+    shape = info.get("shape")
+    if not isinstance(shape, list) or len(shape) != 1 or int(shape[0]) < 1:
+        raise CheckpointError(f"{where}: dataset.features[{key!r}].shape must be [D], got {shape!r}")
+    return int(shape[0])
+
+
 def spec_from_sidecar(doc: dict[str, Any], *, where: str) -> PolicySpec:
     """A `PolicySpec` back from a sidecar (an ONNX artifact's metadata), to build engines on the target."""
     doc = check_sidecar(doc, where)
     try:
-        state = next(i for i in doc["inputs"] if i["kind"] == "state")
-        cameras = tuple(
-            CameraSpec(
-                name=c["name"],
-                feature=c["feature"],
-                height=c["height"],
-                width=c["width"],
-                channels=c["channels"],
-            )
-            for c in doc["cameras"]
-        )
+        io = parse_io(doc, where)
         return PolicySpec(
-            cameras=cameras,
-            state_dim=int(state["shape"][1]),
-            action_dim=int(doc["outputs"][0]["shape"][2]),
-            chunk_size=int(doc["chunk_size"]),
+            io=io,
             fps=float(doc["fps"]),
-            state_names=tuple(doc["state_names"]),
-            action_names=tuple(doc["action_names"]),
             stats=doc["normalization"]["stats"],
             execution=doc.get("execution", {}),
             train_config=doc.get("train_config", {}),
             dataset_id=doc.get("dataset_id"),
         )
-    except (KeyError, IndexError, StopIteration, TypeError, ValueError) as err:
-        raise CheckpointError(f"{where}: malformed policy metadata: {err!r}") from err
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: malformed policy metadata: {err}") from err
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -256,22 +205,8 @@ def build_sidecar(
         "model_file": model_file,
         "model_sha256": model_sha256,
         "graph_sha256": graph_sha256,
-        "inputs": spec.inputs(),
-        "outputs": spec.outputs(),
-        "cameras": [
-            {
-                "name": c.name,
-                "feature": c.feature,
-                "height": c.height,
-                "width": c.width,
-                "channels": c.channels,
-            }
-            for c in spec.cameras
-        ],
-        "chunk_size": spec.chunk_size,
+        **spec.io.to_json(),  # inputs, outputs, cameras, chunk_size, state_names, action_names
         "fps": fps,
-        "state_names": list(spec.state_names),
-        "action_names": list(spec.action_names),
         "normalization": {"inside_graph": True, "stats": spec.stats},
         "image_resize": IMAGE_RESIZE,
         "execution": dict(spec.execution),
@@ -288,19 +223,14 @@ def check_sidecar(doc: Any, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CheckpointError(f"{where}: the policy metadata is not a JSON object")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
         raise CheckpointError(
-            f"{where}: policy schema_version {version!r}, this edgeact reads {SCHEMA_VERSION}"
+            f"{where}: policy schema_version {version!r}, this edgeact reads {list(READABLE_SCHEMA_VERSIONS)}"
         )
     for key in ("inputs", "outputs", "chunk_size", "normalization", "graph_sha256"):
         if key not in doc:
             raise CheckpointError(f"{where}: the policy metadata has no {key!r}")
     return doc
-
-
-def sidecar_path(model_path: Path) -> Path:
-    """`policy.onnx` -> `policy.json` (also for `.engine`)."""
-    return model_path.with_suffix(".json")
 
 
 def check_output_path(path: Path, suffix: str) -> Path:

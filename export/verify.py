@@ -156,7 +156,8 @@ def dataset_cases(
             c.feature: np.ascontiguousarray(batch[c.feature][row : row + 1].transpose(0, 2, 3, 1))
             for c in spec.cameras
         }
-        feeds["observation.state"] = np.asarray(batch["observation.state"][row : row + 1], dtype=np.float32)
+        for v in spec.vectors:
+            feeds[v.feature] = np.asarray(batch[v.feature][row : row + 1], dtype=np.float32)  # (1, D)
         cases.append((f"dataset frame {int(index)}", feeds))
     bad = [
         c.feature for c in spec.cameras if cases and cases[0][1][c.feature].shape[1:3] != (c.height, c.width)
@@ -167,16 +168,17 @@ def dataset_cases(
 
 
 def random_inputs(spec: PolicySpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random graph inputs: uniform images, states spread around the dataset's state stats."""
+    """Random graph inputs: uniform images, vectors (state, env state) spread around their dataset stats."""
     feeds: dict[str, np.ndarray] = {}
     for cam in spec.cameras:
         feeds[cam.feature] = rng.integers(
             0, 256, size=(1, cam.height, cam.width, cam.channels), dtype=np.uint8
         )
-    st = spec.stats.get("observation.state", {})
-    mean = np.asarray(st.get("mean", np.zeros(spec.state_dim)), dtype=np.float32).reshape(-1)
-    std = np.asarray(st.get("std", np.ones(spec.state_dim)), dtype=np.float32).reshape(-1)
-    feeds["observation.state"] = (mean + std * rng.standard_normal(spec.state_dim)).astype(np.float32)[None]
+    for v in spec.vectors:
+        st = spec.stats.get(v.feature, {})
+        mean = np.asarray(st.get("mean", np.zeros(v.dim)), dtype=np.float32).reshape(-1)
+        std = np.asarray(st.get("std", np.ones(v.dim)), dtype=np.float32).reshape(-1)
+        feeds[v.feature] = (mean + std * rng.standard_normal(v.dim)).astype(np.float32)[None]  # (1, D)
     return feeds
 
 

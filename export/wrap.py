@@ -1,7 +1,9 @@
 """The module that is exported: raw sensor inputs in, raw-unit action chunk out, through `predict_chunk`.
 
 The graph takes one `uint8 (1, H, W, 3)` NHWC image per camera (what a camera driver hands over, no
-transpose on the robot), then `float32 (1, S)` state, and returns `float32 (1, k, A)` actions in robot units.
+transpose on the robot), then one `float32 (1, D)` per vector input (`observation.state`,
+`observation.environment_state`, in the I/O contract's order), and returns `float32 (1, k, A)` actions in
+robot units. A policy may have no camera (keypoint policies) or no state.
 Normalization, unnormalization and the zero latent all live in `ACTPolicy.predict_chunk`; this wrapper only
 fixes the argument order and the layout, so the exported graph is exactly the path that evaluation runs.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from edgeact.export.artifact import PolicySpec
+from edgeact.export.artifact import ENV_STATE, STATE, PolicySpec
 from edgeact.export.verify import random_inputs
 from torch import nn
 
@@ -18,20 +20,23 @@ __all__ = ["ExportWrapper", "random_inputs", "run_torch", "to_torch_args"]
 
 
 class ExportWrapper(nn.Module):
-    """`forward(*images_nhwc, state) -> actions`; one image per camera of `spec`, in `spec.cameras` order."""
+    """`forward(*images_nhwc, *vectors) -> actions`: the inputs of `spec`, in `spec.input_names` order."""
 
     def __init__(self, policy: nn.Module, spec: PolicySpec) -> None:
         super().__init__()
         self.policy = policy
         self.camera_features = [c.feature for c in spec.cameras]
+        self.vector_features = [v.feature for v in spec.vectors]
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        *images, state = inputs
+        n = len(self.camera_features)
+        images, vectors = inputs[:n], dict(zip(self.vector_features, inputs[n:], strict=True))
         # (1, H, W, 3) uint8 -> (1, 3, H, W) uint8: the policy converts to float and normalizes.
         batch = {
             feat: img.permute(0, 3, 1, 2) for feat, img in zip(self.camera_features, images, strict=True)
         }
-        return self.policy.predict_chunk(batch, state)  # (1, k, A) raw units
+        state, env_state = vectors.get(STATE), vectors.get(ENV_STATE)
+        return self.policy.predict_chunk(batch, state, env_state)  # (1, k, A) raw units
 
 
 def to_torch_args(spec: PolicySpec, feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:

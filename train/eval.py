@@ -112,15 +112,15 @@ class _PolicyInfer:
         state = (
             torch.from_numpy(np.asarray(obs.state, dtype=np.float32)).unsqueeze(0).to(self.device)
         )  # (1, S)
-        env_state = None
+        extra = []  # the environment state, for policies that take it
         if self.policy.io.env_state_dim is not None:
             if ENV_STATE not in obs.vectors:
                 raise EvalError(
                     f"the policy needs {ENV_STATE!r}; the environment gives {sorted(obs.vectors)}"
                 )
-            env_state = torch.from_numpy(obs.vectors[ENV_STATE]).unsqueeze(0).to(self.device)  # (1, 16)
+            extra.append(torch.from_numpy(obs.vectors[ENV_STATE]).unsqueeze(0).to(self.device))  # (1, 16)
         with torch.inference_mode():
-            chunk = self.policy.predict_chunk(images, state, env_state)  # (1, k, A)
+            chunk = self.policy.predict_chunk(images, state, *extra)  # (1, k, A)
         return chunk[0].float().cpu().numpy()
 
 

@@ -73,7 +73,8 @@ def test_channel_first_image_shape() -> None:
     [
         (lambda d: d["dataset"].pop("stats"), "dataset.stats is missing"),
         (lambda d: d["dataset"]["stats"]["observation.state"].pop("std"), "'observation.state'"),
-        (lambda d: d["dataset"]["features"].pop("observation.state"), "no 'observation.state'"),
+        (lambda d: d["dataset"]["features"].pop("action"), "no 'action'"),
+        (lambda d: d["dataset"]["features"]["observation.state"].update(shape=[2, 1]), "must be \\[D\\]"),
         (lambda d: d.pop("policy"), "missing section"),
         (lambda d: d["dataset"]["features"]["observation.image"].update(shape=[96, 96]), "3 dims"),
     ],
@@ -98,7 +99,44 @@ def test_sidecar_round_trip_and_schema_check() -> None:
     back = spec_from_sidecar(doc, where="policy.json")
     assert back.cameras == spec.cameras and back.state_dim == 2 and back.chunk_size == 100
     assert back.stats == STATS and back.execution == spec.execution
-    with pytest.raises(CheckpointError, match="schema_version 2"):
-        check_sidecar({**doc, "schema_version": 2}, "policy.json")
+    with pytest.raises(CheckpointError, match="schema_version 99"):
+        check_sidecar({**doc, "schema_version": 99}, "policy.json")
     with pytest.raises(CheckpointError, match="graph_sha256"):
         check_sidecar({k: v for k, v in doc.items() if k != "graph_sha256"}, "policy.json")
+
+
+def test_keypoint_policy_has_vector_inputs_and_no_camera() -> None:
+    """A checkpoint without cameras and with the environment state: two vector inputs, state first."""
+    doc = copy.deepcopy(CONFIG)
+    feats, stats = doc["dataset"]["features"], doc["dataset"]["stats"]
+    del feats["observation.image"], stats["observation.image"]
+    doc["dataset"]["camera_keys"] = []
+    names = [f"k{i}" for i in range(16)]
+    feats["observation.environment_state"] = {"dtype": "float32", "shape": [16], "names": names}
+    stats["observation.environment_state"] = {"mean": [0.0] * 16, "std": [1.0] * 16}
+    spec = spec_from_checkpoint_config(doc)
+    assert spec.cameras == () and spec.input_names == ["observation.state", "observation.environment_state"]
+    assert spec.vectors[1].names == tuple(names) and spec.state_names == ("x", "y")
+    side = build_sidecar(
+        spec, fmt="onnx", model_file="p.onnx", model_sha256=None, graph_sha256="c", parity={}
+    )
+    assert [i["kind"] for i in side["inputs"]] == ["vector", "vector"] and side["cameras"] == []
+    assert side["inputs"][1] == {
+        "name": "observation.environment_state", "feature": "observation.environment_state", "kind": "vector",
+        "dtype": "float32", "shape": [1, 16], "names": names,
+    }  # fmt: skip
+    assert spec_from_sidecar(side, where="p.json").io == spec.io
+
+
+def test_schema_1_sidecar_still_reads() -> None:
+    """Schema 1 had one `kind: state` input named by the top-level `state_names`."""
+    spec = spec_from_checkpoint_config(CONFIG)
+    doc = build_sidecar(spec, fmt="onnx", model_file="p.onnx", model_sha256=None, graph_sha256="c", parity={})
+    old = copy.deepcopy(doc)
+    old["schema_version"] = 1
+    old["inputs"][1] = {"name": "observation.state", "feature": "observation.state", "kind": "state",
+                        "dtype": "float32", "shape": [1, 2]}  # fmt: skip
+    assert spec_from_sidecar(old, where="p.json").io == spec.io
+    old["schema_version"] = 2  # the `state` kind is schema 1 only
+    with pytest.raises(CheckpointError, match=r"inputs\[1\]\.kind"):
+        spec_from_sidecar(old, where="p.json")

@@ -54,7 +54,7 @@ def _edit(model_path: Path, tmp_path: Path, edit) -> Path:
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
-        (lambda d: d.update(schema_version=2), "schema_version"),
+        (lambda d: d.update(schema_version=99), "schema_version"),
         (lambda d: d.update(format="tflite"), "format"),
         (lambda d: d.pop("model_sha256"), "model_sha256"),
         (lambda d: d.update(model_file="../policy.onnx"), "model_file"),
