@@ -93,6 +93,15 @@ class HardwareAlertError(DynamixelStatusError):
     code = 0x80
 
 
+class HardwareErrorStatusError(HardwareAlertError):
+    """A hardware alert with the servos' Hardware Error Status (address 70) read: `status` maps each alerting
+    servo id to its bits; the message names them (input voltage, overheating, motor encoder, ...)."""
+
+    def __init__(self, message: str, *, motor_id: int | None = None, status: dict[int, int] | None = None):
+        super().__init__(message, motor_id=motor_id)
+        self.status = dict(status or {})
+
+
 class BusWatchdogExpiredError(DynamixelStatusError):
     """The servo's Bus Watchdog (address 98) expired: it stopped and reads back -1 (0xFF)."""
 

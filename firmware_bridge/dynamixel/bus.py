@@ -1,9 +1,10 @@
 """A Dynamixel Protocol 2.0 motor bus over a serial transport: transactions with bounded retries.
 
 Every instruction that has a status packet is a transaction: flush stale input, send, read the status
-packet(s), check CRC and the ERR byte. Timeouts and CRC errors are retried `retries` times, then raised
-(`CommTimeoutError`, `CRCMismatchError`). A non-zero ERR byte raises its named exception (errors.py); bit
-7 (hardware alert) raises `HardwareAlertError` unless the caller reads the alert itself."""
+packet(s) before a deadline that does not move while bytes keep arriving, check CRC and the ERR byte.
+Timeouts and CRC errors are retried `retries` times, then raised (`CommTimeoutError`, `CRCMismatchError`).
+A non-zero ERR byte raises its named exception (errors.py); bit 7 (hardware alert) raises
+`HardwareAlertError` unless the caller reads the alert itself."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class DynamixelBus:
         self.timeout_s = timeout_s
         self.retries = retries
         self.retried = 0  # transactions repeated after a timeout or CRC error (for the logs and benchmarks)
+        self.alerts: list[int] = []  # ids whose last Sync Read status packet carried the hardware alert bit
 
     @property
     def device(self) -> str:
@@ -65,21 +67,23 @@ class DynamixelBus:
 
     # --- low level ---------------------------------------------------------------------------------
     def _read_packet(self, deadline: float) -> p.Packet:
-        """Read one packet, skipping garbage before its header."""
+        """Read one packet, skipping garbage before its header.
+
+        `deadline` holds whether or not bytes keep arriving: noise, or another device talking on the line,
+        must not keep the caller waiting (issue 11). Raises CommTimeoutError once it passes."""
         tr = self.transport
-        buf = tr.read_exact(p.PREFIX_SIZE, deadline)
+        buf = b""
         while True:
             start = buf.find(p.HEADER)
             if start < 0:
-                buf = buf[-3:]
+                buf = buf[-3:]  # a header may be split across reads
             elif start:
                 buf = buf[start:]
             if start == 0 and len(buf) >= p.PREFIX_SIZE:
                 break
-            more = tr.read_exact(max(1, p.PREFIX_SIZE - len(buf)), deadline)
-            if not more:
+            if time.monotonic() >= deadline:
                 raise CommTimeoutError(f"no complete status header on {self.device} before the deadline")
-            buf += more
+            buf += tr.read_exact(max(1, p.PREFIX_SIZE - len(buf)), deadline)
         total = p.frame_length(buf)
         if len(buf) < total:
             buf += tr.read_exact(total - len(buf), deadline)
@@ -87,16 +91,20 @@ class DynamixelBus:
             raise CommTimeoutError(f"status packet on {self.device} cut short ({len(buf)}/{total} bytes)")
         return p.decode(buf[:total])
 
-    def _expect(self, motor_id: int) -> p.Packet:
-        """The next status packet from `motor_id` (stale packets from other IDs are skipped)."""
-        deadline = time.monotonic() + self.timeout_s
+    def _expect(self, motor_id: int, deadline: float) -> p.Packet:
+        """The next status packet from `motor_id` before `deadline`; packets from other IDs (stale replies,
+        another device on the line) are skipped, but never past the deadline."""
+        skipped = 0
         while True:
             try:
+                if time.monotonic() >= deadline:
+                    raise CommTimeoutError(f"{skipped} packet(s) from other ids before the deadline")
                 pkt = self._read_packet(deadline)
             except CommTimeoutError as err:
                 raise CommTimeoutError(f"servo {motor_id} on {self.device} did not answer: {err}") from err
             if pkt.is_status and pkt.id == motor_id:
                 return pkt
+            skipped += 1
             log.debug("skipping stale packet %s on %s while waiting for id %d", pkt, self.device, motor_id)
 
     def _drain(self) -> None:
@@ -113,15 +121,19 @@ class DynamixelBus:
                 log.warning("%s on %s: retry %d/%d", what, self.device, attempt, self.retries)
             yield attempt
 
-    def _exchange(self, frame: bytes, what: str, receive: Callable[[], T]) -> T:
-        """Flush stale input, send `frame` and return `receive()`, retrying timeouts (after a drain) and
-        CRC/packet errors; the last one is raised once every attempt has failed."""
+    def _exchange(self, frame: bytes, what: str, replies: int, receive: Callable[[float], T]) -> T:
+        """Flush stale input, send `frame` and return `receive(deadline)`, retrying timeouts (after a drain)
+        and CRC/packet errors; the last one is raised once every attempt has failed.
+
+        Each attempt has one deadline, `timeout_s` per expected status packet from the moment the frame
+        went out, so a transaction ends within (retries + 1) x (replies + 1) x timeout_s whatever the line
+        delivers."""
         last: Exception | None = None
         for _ in self._attempts(what):
             self.transport.reset_input()
             self.transport.write(frame)
             try:
-                return receive()
+                return receive(time.monotonic() + replies * self.timeout_s)
             except CommTimeoutError as err:
                 last = err
                 self._drain()
@@ -132,7 +144,9 @@ class DynamixelBus:
 
     def transact(self, frame: bytes, motor_id: int, *, allow_alert: bool = False) -> p.Packet:
         """Send one instruction and return its checked status packet (retrying timeouts and CRC errors)."""
-        pkt = self._exchange(frame, f"instruction to servo {motor_id}", lambda: self._expect(motor_id))
+        pkt = self._exchange(
+            frame, f"instruction to servo {motor_id}", 1, lambda deadline: self._expect(motor_id, deadline)
+        )
         check_status(pkt, self.device, allow_alert=allow_alert)
         return pkt
 
@@ -170,20 +184,30 @@ class DynamixelBus:
         """One Sync Write packet (no status packets come back)."""
         self.transport.write(p.sync_write(address, length, data))
 
-    def sync_read(self, address: int, length: int, ids: list[int] | tuple[int, ...]) -> dict[int, bytes]:
+    def sync_read(
+        self, address: int, length: int, ids: list[int] | tuple[int, ...], *, allow_alert: bool = False
+    ) -> dict[int, bytes]:
         """One Sync Read: `length` bytes at `address` from every id (each answers in id order).
 
         All answers are read before any error is raised, so the line stays in step. Hardware alerts raise
-        `HardwareAlertError` naming the first alerting id once the data of every servo has arrived.
+        `HardwareAlertError` naming the first alerting id once the data of every servo has arrived, unless
+        `allow_alert` (the caller decodes Hardware Error Status itself); `alerts` then lists the ids whose
+        status packet had the alert bit.
         """
         frame = p.sync_read(address, length, ids)
-        packets = self._exchange(frame, f"sync read of {list(ids)}", lambda: [self._expect(i) for i in ids])
+        packets = self._exchange(
+            frame,
+            f"sync read of {list(ids)}",
+            len(ids),
+            lambda deadline: [self._expect(i, deadline) for i in ids],
+        )
         for pkt in packets:
             check_status(pkt, self.device, allow_alert=True)
             if len(pkt.params) != length:
                 raise PacketError(f"servo {pkt.id} on {self.device} sent {len(pkt.params)}/{length} bytes")
         alerts = [pkt.id for pkt in packets if (pkt.error or 0) & p.ERR_ALERT_BIT]
-        if alerts:
+        self.alerts = alerts
+        if alerts and not allow_alert:
             raise HardwareAlertError(
                 f"servo(s) {alerts} on {self.device} report a hardware alert", motor_id=alerts[0]
             )
@@ -197,9 +221,17 @@ class DynamixelBus:
         for motor_id in ids:
             self.write_register(motor_id, ct.TORQUE_ENABLE, int(on))
 
+    def ensure_register(self, motor_id: int, reg: ct.Register, value: int) -> bool:
+        """Write `value` only when the servo holds another one (EEPROM items wear out); True if written."""
+        if self.read_register(motor_id, reg) == value:
+            return False
+        self.write_register(motor_id, reg, value)
+        return True
+
     def set_operating_mode(self, ids: Iterable[int], mode: int) -> None:
+        """Operating Mode is EEPROM: written only where it differs."""
         for motor_id in ids:
-            self.write_register(motor_id, ct.OPERATING_MODE, mode)
+            self.ensure_register(motor_id, ct.OPERATING_MODE, mode)
 
     def set_profile(self, ids: Iterable[int], velocity: int, acceleration: int) -> None:
         for motor_id in ids:

@@ -1,12 +1,23 @@
 """A Dynamixel Protocol 2.0 servo chain emulated byte for byte behind a pseudo-terminal (simulation only).
 
 The emulator owns the pty master; the bus under test opens the slave path with pyserial like a U2D2 port.
-Each servo has a 256-byte control table (X-series addresses), Secondary-ID shadows, indirect addressing,
-goal -> present dynamics limited by a maximum speed, the Bus Watchdog (e-manual: on expiry the servo stops,
-address 98 reads -1 and Goal Position becomes read-only until 98 is written 0), hardware-error shutdown
-(torque off, alert bit 7 in every status packet until reboot), and fault injection:
+Each servo has a 256-byte control table (X-series addresses, per-model meaning of address 126), Secondary-ID
+shadows, indirect addressing, goal -> present dynamics limited by a maximum speed, and, as the ROBOTIS
+e-manual describes them:
 
-    bad_crc, no_reply, late_reply, hardware_alert, watchdog_expiry
+- Goal Position(116): in Position Control Mode only Min Position Limit(52)..Max Position Limit(48) is taken
+  (Data Limit Error 0x06 otherwise; a Sync Write has no status packet, so there the write is silently
+  dropped and recorded in `EmulatedServo.ignored`); the limits themselves take 0..4095 (Data Range Error);
+- Bus Watchdog(98), units of 20 ms, watched while torque is on: on expiry the servo stops, Profile
+  Velocity/Acceleration become 0, 98 reads -1 and every Goal value is read-only (Data Range Error) until 98
+  is written 0;
+- EEPROM (addresses below 64) survives a reboot and is locked while torque is on; `eeprom_writes` counts
+  the accepted writes that touched it;
+- hardware-error shutdown (torque off, alert bit 7 in every status packet until reboot).
+
+Fault injection: `inject(fault, id)` with bad_crc, no_reply, late_reply, hardware_alert (with the Hardware
+Error Status bits to latch), watchdog_expiry; `babble(kind)` makes another device talk on the line without
+pause (noise, or status packets from an id that is not on the chain).
 
 Counters (`rx_bytes`, `rx_packets`) let tests prove that nothing reaches the wire after a safe stop.
 """
@@ -15,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import select
 import threading
 import time
@@ -31,7 +43,10 @@ log = logging.getLogger(__name__)
 
 FIRMWARE_VERSION = 46
 # ERR codes the emulator answers with (e-manual, Protocol 2.0 "Status Packet")
-ERR_INSTRUCTION, ERR_RANGE, ERR_LENGTH, ERR_ACCESS = 0x02, 0x04, 0x05, 0x07
+ERR_INSTRUCTION, ERR_RANGE, ERR_LENGTH, ERR_LIMIT, ERR_ACCESS = 0x02, 0x04, 0x05, 0x06, 0x07
+EEPROM_END = ct.TORQUE_ENABLE.address  # 0..63
+GOAL_VALUES = (ct.Register(100, 2, True), ct.GOAL_CURRENT, ct.Register(104, 4, True), ct.GOAL_POSITION)
+BABBLE_ID = 200  # the other device of `babble("status")`: not a servo of any chain here
 READ_ONLY = (
     (ct.MODEL_NUMBER.address, 7),
     (ct.HARDWARE_ERROR_STATUS.address, 1),
@@ -56,13 +71,13 @@ class EmulatedServo:
     position: float = float(ct.CENTER_COUNT)
     last_update: float = 0.0
     last_rx: float = 0.0
+    external_effort: int | None = None  # address 126 as a test sets it (None: from the position error)
+    eeprom_writes: int = 0  # accepted writes that touched the EEPROM area
+    watchdog_expiries: int = 0
+    ignored: list[tuple[int, int, int]] = field(default_factory=list)  # Sync Write (addr, value, ERR) dropped
 
     def __post_init__(self) -> None:
-        self.reboot()
-
-    def reboot(self) -> None:
-        t = self.table
-        t[:] = bytes(ct.TABLE_SIZE)
+        t = self.table  # factory settings of the EEPROM area (e-manual "Control Table of EEPROM Area")
         t[0:2] = self.model.to_bytes(2, "little")
         t[6] = FIRMWARE_VERSION
         t[ct.ID.address] = self.id
@@ -70,6 +85,14 @@ class EmulatedServo:
         t[ct.RETURN_DELAY_TIME.address] = 250  # factory default: 250 x 2 us
         t[ct.OPERATING_MODE.address] = ct.MODE_POSITION
         t[ct.SECONDARY_ID.address] = self.secondary_id
+        self.put(ct.MAX_POSITION_LIMIT, ct.POSITION_LIMIT_RANGE[1])
+        self.put(ct.MIN_POSITION_LIMIT, ct.POSITION_LIMIT_RANGE[0])
+        self.reboot()
+
+    def reboot(self) -> None:
+        """The RAM area back to its initial values; EEPROM is non-volatile and keeps what was written."""
+        t = self.table
+        t[EEPROM_END:] = bytes(ct.TABLE_SIZE - EEPROM_END)
         t[ct.STATUS_RETURN_LEVEL.address] = 2
         self.put(ct.GOAL_POSITION, round(self.position))
         self.put(ct.PRESENT_POSITION, round(self.position))
@@ -112,7 +135,9 @@ class EmulatedServo:
         self.put(
             ct.PRESENT_VELOCITY, round(velocity / (0.229 * ct.COUNTS_PER_TURN / 60.0))
         )  # 0.229 rpm units
-        self.put(ct.PRESENT_CURRENT, max(-1000, min(1000, round(err * 0.5))) if self.torque else 0)
+        effort = max(-1000, min(1000, round(err * 0.5))) if self.torque else 0
+        # address 126: Present Current (XM430, 2.69 mA) or Present Load (XL430, 0.1 %), e-manual per model
+        self.put(ct.PRESENT_CURRENT, effort if self.external_effort is None else self.external_effort)
         self.table[ct.MOVING.address] = int(abs(err) > 1 and self.torque)
         self.check_watchdog(now)
 
@@ -122,8 +147,13 @@ class EmulatedServo:
             self.expire_watchdog()
 
     def expire_watchdog(self) -> None:
+        """e-manual "Bus Watchdog(98)": the servo stops (Profile Velocity/Acceleration applied as 0), 98 reads
+        -1 and the Goal values turn read-only until 98 is written 0."""
         self.put(ct.BUS_WATCHDOG, -1)
         self.put(ct.GOAL_POSITION, round(self.position))  # stop where it is
+        self.put(ct.PROFILE_VELOCITY, 0)
+        self.put(ct.PROFILE_ACCELERATION, 0)
+        self.watchdog_expiries += 1
 
     def alert(self, bits: int) -> None:
         """Hardware error: latch the bits and shut down (torque off) as the Shutdown register prescribes."""
@@ -131,7 +161,7 @@ class EmulatedServo:
         self.table[ct.TORQUE_ENABLE.address] = 0
 
     def write(self, addr: int, data: bytes) -> int:
-        """Apply a write; returns the ERR code (0 = accepted)."""
+        """Apply a write; returns the ERR code (0 = accepted, nothing is changed otherwise)."""
         if addr + len(data) > ct.TABLE_SIZE:
             return ERR_LENGTH
         targets = [self.physical(a) for a in range(addr, addr + len(data))]
@@ -140,17 +170,50 @@ class EmulatedServo:
                 ct.INDIRECT_ADDRESS_1.address <= a < ct.INDIRECT_DATA_1.address
             ):
                 return ERR_ACCESS
-            if self.torque and (a < ct.TORQUE_ENABLE.address or ct.INDIRECT_ADDRESS_1.address <= a < 224):
+            if self.torque and (a < EEPROM_END or ct.INDIRECT_ADDRESS_1.address <= a < 224):
                 return ERR_ACCESS  # EEPROM and indirect addresses are locked while torque is on
-            goal = ct.GOAL_POSITION.address
-            if self.watchdog_expired and goal <= a < goal + 4:
-                return ERR_RANGE  # Goal values are read-only after a watchdog expiry
         if ct.TORQUE_ENABLE.address in targets and self.table[ct.HARDWARE_ERROR_STATUS.address]:
             return ERR_ACCESS  # only a reboot clears a hardware-error shutdown
+        staged = bytearray(self.table)
         for a, value in zip(targets, data, strict=True):
-            if a == ct.BUS_WATCHDOG.address and self.watchdog_expired and value not in (0,):
+            staged[a] = value
+        err = self._check_values(staged, set(targets))
+        if err:
+            return err
+        self.table[:] = staged
+        if min(targets) < EEPROM_END:
+            self.eeprom_writes += 1
+        return 0
+
+    def _check_values(self, staged: bytearray, touched: set[int]) -> int:
+        """The value ranges of the e-manual for the registers a write touches (0 = all fine)."""
+
+        def new(reg: ct.Register) -> int | None:
+            if touched.isdisjoint(range(reg.address, reg.address + reg.size)):
+                return None
+            return ct.decode_value(reg, bytes(staged[reg.address : reg.address + reg.size]))
+
+        if self.watchdog_expired and any(new(reg) is not None for reg in GOAL_VALUES):
+            return ERR_RANGE  # Goal values are read-only after a watchdog expiry ("Bus Watchdog(98)")
+        watchdog = new(ct.BUS_WATCHDOG)
+        if watchdog is not None and not (0 <= watchdog <= 127):
+            return ERR_RANGE  # 0 clears, 1..127 arms; -1 is only ever set by the servo
+        lo, hi = ct.POSITION_LIMIT_RANGE
+        for reg in (ct.MAX_POSITION_LIMIT, ct.MIN_POSITION_LIMIT):
+            value = new(reg)
+            if value is not None and not lo <= value <= hi:
                 return ERR_RANGE
-            self.table[a] = value
+        goal = new(ct.GOAL_POSITION)
+        mode = staged[ct.OPERATING_MODE.address]
+        if goal is not None and mode == ct.MODE_POSITION:
+            low = ct.decode_value(ct.MIN_POSITION_LIMIT, bytes(staged[52:56]))
+            high = ct.decode_value(ct.MAX_POSITION_LIMIT, bytes(staged[48:52]))
+            if not low <= goal <= high:
+                return ERR_LIMIT  # "Goal Position(116)": Min Position Limit(52) ~ Max Position Limit(48)
+        elif goal is not None and mode in ct.POSITION_MODES:
+            first, last = ct.EXTENDED_POSITION_RANGE
+            if not first <= goal <= last:
+                return ERR_RANGE
         return 0
 
     def read(self, addr: int, length: int) -> bytes | None:
@@ -192,7 +255,10 @@ class DynamixelChainEmulator:
         self.rx_bytes = 0
         self.rx_packets = 0
         self.tx_bytes = 0
+        self.babbled_bytes = 0
         self.log: list[p.Packet] = []
+        self._babbler: threading.Thread | None = None
+        self._babble_stop = threading.Event()
 
     @classmethod
     def for_arm(cls, config: DynamixelArmConfig, **kwargs: object) -> DynamixelChainEmulator:
@@ -215,6 +281,7 @@ class DynamixelChainEmulator:
         return self._pty.path
 
     def stop(self) -> None:
+        self.stop_babble()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
@@ -237,13 +304,16 @@ class DynamixelChainEmulator:
         time.sleep(0.002)  # let the serving thread finish the packet it is handling
 
     # --- fault injection ---------------------------------------------------------------------------
-    def inject(self, fault: Fault | str, motor_id: int, count: int | None = None) -> None:
-        """Inject `fault` on `motor_id` for the next `count` replies (None = until cleared)."""
+    def inject(
+        self, fault: Fault | str, motor_id: int, count: int | None = None, *, bits: int = ct.HW_OVERLOAD
+    ) -> None:
+        """Inject `fault` on `motor_id` for the next `count` replies (None = until cleared); a hardware
+        alert latches `bits` in Hardware Error Status (70)."""
         fault = Fault(fault)
         with self._lock:
             servo = self.servos[motor_id]
             if fault is Fault.HARDWARE_ALERT:
-                servo.alert(ct.HW_OVERLOAD)
+                servo.alert(bits)
             elif fault is Fault.WATCHDOG_EXPIRY:
                 servo.expire_watchdog()
             else:
@@ -252,6 +322,38 @@ class DynamixelChainEmulator:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def babble(self, kind: str = "status") -> None:
+        """Another device talks on the line without pause until `stop_babble()`: `"status"` sends status
+        packets from id BABBLE_ID (a device answering someone else), `"noise"` sends random bytes. The line
+        never goes quiet: whenever the pty has room, more bytes go in (a host reading a 1 Mbit/s line a few
+        bytes at a time finds the next ones already there)."""
+        if kind not in ("status", "noise"):
+            raise ValueError(f"babble kind must be 'status' or 'noise', got {kind!r}")
+        self.stop_babble()
+        self._babble_stop.clear()
+        self._babbler = threading.Thread(target=self._babble, args=(kind,), name="dxl-babbler", daemon=True)
+        self._babbler.start()
+
+    def stop_babble(self) -> None:
+        self._babble_stop.set()
+        if self._babbler is not None:
+            self._babbler.join(timeout=2.0)
+            self._babbler = None
+
+    def _babble(self, kind: str) -> None:
+        rng = random.Random(11)
+        frame = p.status(BABBLE_ID, 0, bytes(range(8)))
+        chunk = 512
+        while not self._babble_stop.wait(0.0002) and self._pty is not None:
+            if kind == "status":
+                data = frame * (chunk // len(frame))
+            else:
+                data = bytes(rng.randrange(0xFF) for _ in range(chunk))  # no FF: never a header
+            fd = self._pty.master
+            if select.select([], [fd], [], 0.01)[1]:  # room in the pty: never block the servos' replies
+                self._send(fd, data)
+                self.babbled_bytes += len(data)
 
     def _take_fault(self, fault: Fault, motor_id: int) -> bool:
         key = (fault, motor_id)
@@ -330,7 +432,9 @@ class DynamixelChainEmulator:
             for target, payload in data.items():
                 for servo in self._addressed(target, now):
                     if not self._silent(servo.id):
-                        servo.write(addr, payload)
+                        err = servo.write(addr, payload)
+                        if err:  # no status packet for a Sync Write: the servo drops it without a word
+                            servo.ignored.append((addr, int.from_bytes(payload, "little", signed=True), err))
             return []
         if inst == p.Instruction.SYNC_READ:
             addr, length, ids = p.parse_sync_read(pkt.params)

@@ -6,14 +6,20 @@
 `observe()` returns the newest camera frames and the joint state read in the previous tick (no bus I/O);
 `command(action)` does the tick's bus work (one Sync Write of goal positions, one Sync Read of feedback).
 A fault on the bus, NaN in a command or a stalled camera safe-stops the arm (hold, then torque off) and
-raises `RobotStoppedError`; after that nothing more is sent. State and action are the joint positions in
-robot units (radians; the gripper opening in mm) in the order of `configs/robots/widowx.yaml`.
+raises `RobotStoppedError`; after that nothing more is sent. Ctrl-C or SIGTERM during `connect()` (after
+torque-on, while the cameras start) safe-stops the arm before the exception leaves `connect()`. State and
+action are the joint positions in robot units (radians; the gripper opening in mm) in the order of
+`configs/robots/widowx.yaml`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -61,6 +67,45 @@ def camera_configs(config: Any, camera: str | None, dry_run: bool) -> list[Camer
     return out
 
 
+@contextlib.contextmanager
+def _signals_raise_once() -> Iterator[None]:
+    """While a robot connects (before `rt-run` installs its own handlers), SIGINT raises KeyboardInterrupt and
+    SIGTERM raises SystemExit(143), once: the bring-up's handler then safe-stops the arm, and a second
+    signal cannot cut that stop short. Handlers a program installed itself are left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        if fired:
+            log.warning("signal %d during the safe stop: finishing the stop first", signum)
+            return
+        fired.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, old in previous.items():
+        if old in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            if old in (signal.SIG_DFL, signal.default_int_handler):
+                signal.signal(sig, old)
+
+
+def _exit_reason(err: BaseException) -> str:
+    if isinstance(err, KeyboardInterrupt):
+        return StopReason.SIGINT.value
+    if isinstance(err, SystemExit):
+        return StopReason.SIGTERM.value
+    return StopReason.ERROR.value
+
+
 class BusArmRobot(Robot):
     """A real arm behind a firmware-bridge bus plus cameras; subclasses build the arm and the emulator."""
 
@@ -101,18 +146,22 @@ class BusArmRobot(Robot):
         return None if self.arm is None else self.arm.stop_record
 
     def connect(self) -> None:
+        """Bus bring-up (torque on), then the cameras (waiting for their first frames). Any exit after
+        torque-on, Ctrl-C and SIGTERM included, ends in the arm's safe stop before the exception leaves."""
         config = self._start_emulator() if self.dry_run else self.config
         self.arm = self._make_arm(config)
-        try:
-            self.arm.connect()
-            self._rig = CameraRig(self._camera_configs)
-            self._rig.start()
-        except BridgeError as err:
-            self.disconnect()
-            raise RobotError(f"robot {self.config.name}: {err}") from err
-        except Exception:
-            self.disconnect()
-            raise
+        with _signals_raise_once():
+            try:
+                self.arm.connect()
+                self._rig = CameraRig(self._camera_configs)
+                self._rig.start()
+            except BaseException as err:
+                if self.arm.is_connected:
+                    self.arm.safe_stop(_exit_reason(err), f"during bring-up: {type(err).__name__}: {err}")
+                self.disconnect()
+                if isinstance(err, BridgeError):
+                    raise RobotError(f"robot {self.config.name}: {err}") from err
+                raise
 
     def observe(self) -> Observation:
         if self.arm is None or self.arm.state is None or self._rig is None:
@@ -164,6 +213,15 @@ class BusArmRobot(Robot):
 
 class WidowXRobot(BusArmRobot):
     """WidowX 250 6DOF on a U2D2 (or the emulated servo chain under `dry_run`)."""
+
+    def __init__(self, config: DynamixelArmConfig, cameras: list[CameraConfig], *, dry_run: bool = False):
+        from edgeact.firmware_bridge.dynamixel.arm import joint_limits
+
+        super().__init__(config, cameras, dry_run=dry_run)
+        low, high = joint_limits(
+            config
+        )  # the limits the servos hold (whole counts), so the loop clamps there
+        self._spec = replace(self._spec, action_low=tuple(low.tolist()), action_high=tuple(high.tolist()))
 
     def _start_emulator(self) -> DynamixelArmConfig:
         from edgeact.firmware_bridge.sim.dynamixel_chain import DynamixelChainEmulator
