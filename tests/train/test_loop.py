@@ -125,3 +125,50 @@ def test_eval_every_runs_closed_loop_pusht_episodes(tmp_path):
     assert len(evals) == 1 and evals[0]["step"] == 2
     assert evals[0]["eval/n_episodes"] == 1 and evals[0]["eval/mean_steps"] == 3.0
     assert 0.0 <= evals[0]["eval/avg_max_overlap"] <= 1.0
+
+
+def test_best_checkpoint_follows_the_best_evaluation(tiny_dataset, tmp_path, monkeypatch):
+    """`checkpoints/best` names the step of the best closed-loop result (success, then overlap), atomically
+    beside `last`; pruning keeps it; the learning curve is drawn from the evaluations."""
+    import edgeact.train.eval as ev
+    from edgeact.train import checkpoint as ckpt_io
+
+    scripted = iter([(0.1, 0.5), (0.3, 0.6), (0.3, 0.7), (0.2, 0.9), (0.3, 0.65)])  # best: the third
+
+    class _Result:
+        def __init__(self, s, o):
+            self.s, self.o = s, o
+
+        def summary(self):
+            return {"n_episodes": 4, "success_rate": self.s, "avg_max_overlap": self.o, "mean_steps": 1.0}
+
+    monkeypatch.setattr(ev, "evaluate_policy", lambda *a, **k: _Result(*next(scripted)))
+    cfg = _cfg(tiny_dataset, tmp_path / "run", steps=10, eval_every=2, save_every=100, keep_checkpoints=1)
+    train(cfg)
+    root = tmp_path / "run/checkpoints"
+    assert (root / "best").resolve().name == "000006" and (root / "last").resolve().name == "000010"
+    best = ckpt_io.read_best(tmp_path / "run")
+    assert (best["step"], best["success_rate"], best["avg_max_overlap"]) == (6, 0.3, 0.7)
+    assert best["samples"] == 6 * cfg.batch_size
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
+        "000006",
+        "000010",
+        "best",
+        "last",
+    ]
+    assert (tmp_path / "run/learning_curve.png").stat().st_size > 1000
+
+
+def test_resaving_a_step_keeps_its_evaluation(tiny_dataset, tmp_path, monkeypatch):
+    """The final save at a step that an evaluation already saved keeps eval.json, so `best` stays valid."""
+    import edgeact.train.eval as ev
+    from edgeact.train import checkpoint as ckpt_io
+
+    class _Result:
+        def summary(self):
+            return {"n_episodes": 1, "success_rate": 1.0, "avg_max_overlap": 1.0, "mean_steps": 1.0}
+
+    monkeypatch.setattr(ev, "evaluate_policy", lambda *a, **k: _Result())
+    train(_cfg(tiny_dataset, tmp_path / "run", steps=2, eval_every=2))
+    assert ckpt_io.read_best(tmp_path / "run")["step"] == 2
+    assert (tmp_path / "run/checkpoints/best").resolve().name == "000002"
