@@ -339,21 +339,34 @@ class CanArm:
                 )
 
     def _collect(self) -> np.ndarray:
-        """Feedback of this tick's SYNC; raises on faults or on too many missed TPDOs."""
+        """Feedback of this tick's SYNC; raises on faults, on a dead drive, or on too many missed TPDOs.
+
+        A TPDO later than `feedback_timeout_s` is not a fault: the tick goes on with the last position.
+        A drive counts as dead after 2 missed TPDOs with a heartbeat older than 1.5 producer periods while
+        other drives' TPDOs of this SYNC did arrive (so the host's own receive path was not what stalled);
+        any drive is a comm loss after `max_missed_feedback` consecutive missed TPDOs.
+        """
         now = time.monotonic()
+        receiving = any(fb.seq == self._seq for fb in self._fb.values())
         for node_id, fb in self._fb.items():
             if fb.seq != self._seq:
                 fb.missed += 1
+                msg = f"drive {node_id} on {self.device} sent no TPDO for {fb.missed} SYNCs"
+                if fb.short_frames:
+                    raise CommTimeoutError(
+                        f"{msg}: its TPDO1 (0x{cod.TPDO1_BASE + node_id:03X}) came with {fb.short_len} "
+                        f"bytes, fewer than the {cod.TPDO1.size} mapped"
+                    )
+                silent = now - fb.heartbeat > 1.5 * self.config.heartbeat_producer_ms / 1000
+                if silent and fb.missed >= min(2, self.config.max_missed_feedback) and receiving:
+                    raise HeartbeatLostError(msg + " and its heartbeat stopped", node_id=node_id)
                 if fb.missed >= self.config.max_missed_feedback:
-                    msg = f"drive {node_id} on {self.device} sent no TPDO for {fb.missed} SYNCs"
-                    if fb.short_frames:
-                        raise CommTimeoutError(
-                            f"{msg}: its TPDO1 (0x{cod.TPDO1_BASE + node_id:03X}) came with {fb.short_len} "
-                            f"bytes, fewer than the {cod.TPDO1.size} mapped"
-                        )
-                    if now - fb.heartbeat > 1.5 * self.config.heartbeat_producer_ms / 1000:
+                    if silent:
                         raise HeartbeatLostError(msg + " and its heartbeat stopped", node_id=node_id)
-                    raise CommTimeoutError(msg)
+                    raise CommTimeoutError(
+                        f"{msg} (max_missed_feedback {self.config.max_missed_feedback} at "
+                        f"{self.config.fps:g} Hz, feedback_timeout_s {self.config.feedback_timeout_s} s)"
+                    )
                 continue
             fb.missed = 0
             state = cia402.decode_statusword(fb.statusword)

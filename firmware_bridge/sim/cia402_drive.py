@@ -9,7 +9,9 @@ what it lacks, from the specifications:
   `max_speed`) x the interpolation period (0x60C2) per SYNC; when the target runs away faster than that, the
   following error (0x60F4) grows and beyond the following error window (0x6065; 0xFFFFFFFF = off) the drive
   goes to Fault with EMCY 0x8611 (CiA 402 following error), as a real drive does;
-- the statusword/position TPDO on every SYNC, optionally padded to 8 bytes (`pad_tpdo`, as many drives do);
+- the statusword/position TPDO on every SYNC, optionally padded to 8 bytes (`pad_tpdo`, as many drives do)
+  and optionally late: `tpdo_stall=(n, s)` holds the TPDOs of every n-th SYNC and the ones after it for s
+  seconds, the latency bursts a loaded host sees (issue 11);
 - the heartbeat consumer (CiA 301, object 1016h: sub-entry = producer node id << 16 | time in ms; monitoring
   starts with the first heartbeat received and stops after a loss until the next one) and the reaction to a
   loss (CiA 402, object 6007h abort connection option code: 0 none, 1 fault signal, 2 disable voltage,
@@ -25,6 +27,7 @@ python -m edgeact.firmware_bridge.sim.cia402_drive --interface udp_multicast --c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import struct
@@ -74,6 +77,7 @@ class Cia402DriveEmulator:
         max_profile_velocity: int = 65536,  # half a turn of a 17-bit encoder per second
         following_error_window: int = 4096,
         pad_tpdo: bool = False,
+        tpdo_stall: tuple[int, float] | None = None,
     ) -> None:
         canopen = import_canopen()
         self.node_id = node_id
@@ -85,6 +89,8 @@ class Cia402DriveEmulator:
         network.subscribe(cod.RPDO1_BASE + node_id, self._on_rpdo)
         self.max_speed = max_speed  # counts per second: the motor's own limit
         self.pad_tpdo = pad_tpdo
+        self.tpdo_stall = tpdo_stall
+        self._stall_until = 0.0
         self.position = float(position)
         self.target = position
         self.state = State.SWITCH_ON_DISABLED
@@ -207,7 +213,24 @@ class Cia402DriveEmulator:
                 frame = cod.TPDO1.pack(self._get(cod.STATUSWORD), round(self.position))
                 if self.pad_tpdo:
                     frame += bytes(8 - len(frame))
-                self.network.send_message(cod.TPDO1_BASE + self.node_id, frame)
+                self._send_tpdo(frame)
+
+    def _send_tpdo(self, frame: bytes) -> None:
+        cob_id, now = cod.TPDO1_BASE + self.node_id, time.monotonic()
+        if self.tpdo_stall is not None:
+            every, stall_s = self.tpdo_stall
+            if self.syncs % every == 0:
+                self._stall_until = now + stall_s
+            if now < self._stall_until:
+                timer = threading.Timer(self._stall_until - now, self._late_send, (cob_id, frame))
+                timer.daemon = True
+                timer.start()
+                return
+        self.network.send_message(cob_id, frame)
+
+    def _late_send(self, cob_id: int, frame: bytes) -> None:
+        with contextlib.suppress(RuntimeError):  # the rack closed the bus meanwhile
+            self.network.send_message(cob_id, frame)
 
     def _follow(self) -> None:
         """One interpolation period of CSP: move toward the target at most at the velocity limit."""

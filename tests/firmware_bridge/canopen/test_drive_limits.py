@@ -13,10 +13,11 @@ import pytest
 from edgeact.firmware_bridge.canopen import od as cod
 from edgeact.firmware_bridge.canopen.arm import CanArm
 from edgeact.firmware_bridge.canopen.cia402 import State
+from edgeact.firmware_bridge.config import load_robot_config
 from edgeact.firmware_bridge.errors import BridgeConfigError, EmergencyError
 from edgeact.firmware_bridge.safety import StopReason
 from edgeact.firmware_bridge.sim.cia402_drive import DriveRack
-from edgeact.firmware_bridge.sim.scenarios import can_test_config
+from edgeact.firmware_bridge.sim.scenarios import can_test_config, time_ticks
 from edgeact.firmware_bridge.transport import FrameCounter
 
 _n = itertools.count()
@@ -111,3 +112,32 @@ def test_without_max_step_the_drive_limit_is_the_step():
     finally:
         arm.disconnect()
         rack.close()
+
+
+@pytest.mark.parametrize(("timeout_s", "missed", "stops"), [(0.005, 2, True), (None, None, False)])
+def test_tpdo_latency_bursts_stop_only_the_old_defaults(timeout_s, missed, stops):
+    """TPDOs held 30 ms every 40 SYNCs (a loaded host's latency bursts): the former defaults (5 ms wait,
+    2 missed ticks) stop the run with comm loss; the shipped ones (None here) ride through."""
+    channel = f"test-drive-limits-{next(_n)}"
+    base = load_robot_config("can_arm", interface="virtual", channel=channel, hold_s=0.0)
+    cfg = replace(
+        base,
+        joints=base.joints[:2],  # two emulated drives: less Python work in this process than six
+        feedback_timeout_s=timeout_s or base.feedback_timeout_s,
+        max_missed_feedback=missed or base.max_missed_feedback,
+    )
+    rack = DriveRack("virtual", channel, cfg.node_ids, drive_options={"tpdo_stall": (40, 0.03)})
+    arm = CanArm(cfg)
+    try:
+        arm.connect()
+        times = time_ticks(arm, cfg.fps, 200, lambda i: np.full(2, 0.001 * (i % 10)))
+        late = arm.feedback_latency_stats()["late"]
+    finally:
+        arm.disconnect()
+        rack.close()
+    if stops:
+        assert arm.stop_record is not None and arm.stop_record.reason is StopReason.COMM_LOSS
+        assert times.size < 200
+    else:
+        assert arm.stop_record.reason is StopReason.END, arm.stop_record  # only the disconnect
+        assert times.size == 200 and late > 0.05  # the bursts did happen
