@@ -3,7 +3,7 @@
     eval-act outputs/train --env pusht --episodes 50 --seed 0
     eval-act outputs/train/checkpoints/010000 --mode chunk --n-action-steps 10 --video videos --json r.json
 
-Prints success rate and average max overlap (REFERENCE section 3), computed by
+Prints success rate and average max overlap (docs/training.md, "Evaluation"), computed by
 edgeact.runtime.robots.pusht_sim.
 """
 

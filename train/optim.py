@@ -1,4 +1,4 @@
-"""AdamW with a separate backbone learning rate (ACT, REFERENCE section 1) and the learning-rate schedule.
+"""AdamW with a separate backbone learning rate (ACT, docs/model.md) and the learning-rate schedule.
 
 The optimizer is the fused AdamW kernel where torch has one for the device (CPU and CUDA in torch >= 2.4),
 else the multi-tensor (`foreach`) one. The schedule is a pure function of the step: linear warmup, then

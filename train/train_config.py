@@ -53,7 +53,7 @@ class EvalConfig:
     mode: str | None = None
     temporal_ensemble_coeff: float | None = None
     n_action_steps: int | None = None
-    max_steps: int = 300  # gym-pusht's episode limit (REFERENCE section 3)
+    max_steps: int = 300  # gym-pusht's episode limit (LeRobot's PushT env: episode_length 300)
     video_episodes: int = 0  # record this many episodes as mp4 next to the results
     video_dir: str | None = None
 
@@ -86,7 +86,7 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run. Optimizer defaults follow ACT (REFERENCE section 1): AdamW, lr 1e-5, wd 1e-4, B 8."""
+    """One training run. Optimizer defaults follow ACT (docs/model.md): AdamW, lr 1e-5, wd 1e-4, B 8."""
 
     dataset: str = "pusht"  # a name (`pusht`), a LeRobot repo id, or a dataset folder
     episodes: list[int] | None = None  # train on these episodes only (None = all)

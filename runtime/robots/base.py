@@ -167,7 +167,7 @@ class Observation:
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """The outcome of one simulated episode (REFERENCE section 3 for PushT's definitions)."""
+    """The outcome of one simulated episode (PushT's definitions: edgeact.runtime.robots.pusht_sim)."""
 
     seed: int | None
     steps: int

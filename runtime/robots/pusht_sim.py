@@ -4,12 +4,12 @@ This is the one definition of the PushT simulation used by `rt-run --robot pusht
 (docs/design.md: the training side imports this torch-free module rather than re-implementing it):
 
 - `make_pusht_env()`: `gym_pusht/PushT-v0`, obs_type `pixels_agent_pos`, render_mode `rgb_array`, headless,
-  10 Hz control, at most 300 steps (REFERENCE section 3).
+  10 Hz control, at most 300 steps (gym-pusht's `PushTEnv`: `control_hz`, and LeRobot's PushT env config).
 - `reset_pusht(env, seed=..., state=...)`: seeded reset, or reset to a recorded state
   `[agent_x, agent_y, block_x, block_y, block_angle]` with the block's angle set BEFORE its position.
   gym-pusht sets position first (kept for old data), which rotates the T about its centre of mass and
   misplaces it by up to ~90 px for the recorded zarr states; angle first reproduces the recorded pose exactly
-  (REFERENCE section 3).
+  (docs/datasets.md, tests/runtime/test_robots_pusht_sim.py).
 - `coverage_to_reward`, `is_success`, `pusht_metrics`: success when coverage > 0.95, reward =
   clip(coverage / 0.95, 0, 1), average max overlap = mean over episodes of the per-episode maximum reward.
 - `PushTSim`: a `SimRobot`; one `command()` advances the simulation by one 0.1 s tick. It observes either
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 PUSHT_ENV_ID = "gym_pusht/PushT-v0"
 CONTROL_HZ = 10  # gym-pusht's control rate (metadata render_fps)
 MAX_EPISODE_STEPS = 300
-SUCCESS_COVERAGE = 0.95  # REFERENCE section 3: success when coverage > 0.95
+SUCCESS_COVERAGE = 0.95  # gym-pusht's `success_threshold`: success when coverage > 0.95
 ACTION_LOW, ACTION_HIGH = 0.0, 512.0  # action Box(0, 512, (2,)): the agent's target position in pixels
 # LeRobot's `lerobot/pusht` feature names (meta/info.json): state = agent x, y; action = target x, y.
 PUSHT_STATE_NAMES = ("motor_0", "motor_1")
@@ -60,7 +60,7 @@ class SimulationUnavailableError(RobotError):
 
 
 def coverage_to_reward(coverage: float) -> float:
-    """PushT reward: clip(coverage / 0.95, 0, 1) (REFERENCE section 3)."""
+    """PushT reward: clip(coverage / 0.95, 0, 1), as gym-pusht's `PushTEnv.step` computes it."""
     return float(np.clip(coverage / SUCCESS_COVERAGE, 0.0, 1.0))
 
 
@@ -71,7 +71,7 @@ def is_success(coverage: float) -> bool:
 
 @dataclass(frozen=True)
 class PushTMetrics:
-    """The two numbers PushT results are reported with (REFERENCE section 3)."""
+    """The two numbers PushT results are reported with (Diffusion Policy, Chi et al. 2023; LeRobot)."""
 
     n_episodes: int
     success_rate: float  # fraction of episodes in which coverage exceeded 0.95

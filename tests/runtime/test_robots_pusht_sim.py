@@ -141,4 +141,4 @@ def test_angle_first_reset_reproduces_recorded_poses(shared_datasets) -> None:
         err_legacy.append(np.abs(info["block_pose"][:2] - s[2:4]).max())
     env.close()
     assert max(err_first) < 1e-9
-    assert max(err_legacy) > 10.0  # gym-pusht's own order misplaces the block (REFERENCE section 3)
+    assert max(err_legacy) > 10.0  # gym-pusht's own order misplaces the block (docs/datasets.md)
