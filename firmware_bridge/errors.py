@@ -150,3 +150,72 @@ STATUS_ERRORS: dict[int, type[DynamixelStatusError]] = {
         AccessError,
     )
 }
+
+
+# --- Feetech SCS/STS ("Communication Protocol User Manual" 1.2, STS3215 memory table) -----------------
+
+
+class ChecksumMismatchError(PacketError):
+    """The one-byte checksum ~(ID + LEN + ERR/INST + params) of a received Feetech packet does not match."""
+
+
+class FeetechStatusError(BridgeError):
+    """A Feetech servo reports a fault in the ERR byte of its response (the same bits as Servo Status, 65):
+    `motor_id`, `bits` (all set bits) and `joint` say which servo, what and where."""
+
+    bit: int = 0
+
+    def __init__(
+        self, message: str, *, motor_id: int | None = None, bits: int = 0, joint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.motor_id = motor_id
+        self.bits = bits
+        self.joint = joint
+
+
+class FeetechVoltageError(FeetechStatusError):
+    """Bit 0: input voltage outside Min/Max Input Voltage (14, 15)."""
+
+    bit = 0x01
+
+
+class FeetechSensorError(FeetechStatusError):
+    """Bit 1: the magnetic encoder (angle sensor) failed."""
+
+    bit = 0x02
+
+
+class FeetechOverheatError(FeetechStatusError):
+    """Bit 2: Present Temperature (63) above Max Temperature Limit (13)."""
+
+    bit = 0x04
+
+
+class FeetechOvercurrentError(FeetechStatusError):
+    """Bit 3: current above Protection Current (28) for Over Current Protection Time (38)."""
+
+    bit = 0x08
+
+
+class FeetechOverloadError(FeetechStatusError):
+    """Bit 5: load above Overload Torque (36) for Protection Time (35)."""
+
+    bit = 0x20
+
+
+FEETECH_STATUS_ERRORS: dict[int, type[FeetechStatusError]] = {
+    cls.bit: cls
+    for cls in (
+        FeetechVoltageError,
+        FeetechSensorError,
+        FeetechOverheatError,
+        FeetechOvercurrentError,
+        FeetechOverloadError,
+    )
+}
+
+
+class CalibrationError(BridgeConfigError):
+    """A LeRobot calibration file is missing, unreadable or does not fit the robot (names file, motor,
+    field)."""
