@@ -18,7 +18,7 @@ STAMP := $(VENV)/.edgeact-deps
 EXT_STAMP := $(VENV)/.edgeact-ext
 CPP_SOURCES := CMakeLists.txt $(shell find cpp_ext -type f 2>/dev/null)
 
-.PHONY: install build test cpp-test demo lint bench clean
+.PHONY: install build test cpp-test demo lint bench clean check-trt
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory cpp-test
 	$(VENV)/bin/pytest
+
+# TensorRT compile check (scripts/check_trt.sh, run by .ci/run): the TensorRT code compiled, not linked, against
+# the TensorRT 10.3 and 11.1 headers in ../shared/third_party/tensorrt and the CUDA headers of the CUDA wheels.
+# Needs no venv; says SKIPPED when ../shared is absent (the product never needs those headers).
+check-trt:
+	PYTHON=$(PYTHON) bash scripts/check_trt.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
