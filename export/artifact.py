@@ -14,12 +14,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeact.export.errors import CheckpointError, OutputPathError
+from edgeact.runtime.artifact_commit import commit_pair
 from edgeact.runtime.policy_io import (
     ACTION,
     ENV_STATE,
@@ -234,50 +234,31 @@ def check_sidecar(doc: Any, where: str) -> dict[str, Any]:
 
 
 def check_output_path(path: Path, suffix: str) -> Path:
-    """The model file to write: an existing folder gets `policy<suffix>`; the parent folder must exist."""
+    """The model file to write: a folder (existing, or a path without a suffix, created with its parents)
+    gets `policy<suffix>`; otherwise the file's folder is created when missing."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or (not path.exists() and path.suffix == ""):
         path = path / f"policy{suffix}"
     if path.suffix != suffix:
         raise OutputPathError(f"{path}: the output file must end in {suffix}")
-    if not path.parent.is_dir():
-        raise OutputPathError(f"{path}: the output folder {path.parent} does not exist (create it first)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputPathError(f"{path}: cannot create the output folder {path.parent}: {err}") from err
     if not os.access(path.parent, os.W_OK):
         raise OutputPathError(f"{path}: the output folder {path.parent} is not writable")
     return path
 
 
-def _write_temp(folder: Path, name: str, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
 def write_artifact(model_path: Path, model_bytes: bytes, sidecar: dict[str, Any]) -> tuple[Path, Path]:
-    """Write the model file and its sidecar atomically: both to temp files first, then two renames."""
+    """Write the model file and its sidecar as one change (`edgeact.runtime.artifact_commit.commit_pair`:
+    temporary files, a journal, two renames; a kill between them is rolled forward by the next reader)."""
     model_path = Path(model_path)
     json_path = sidecar_path(model_path)
     text = json.dumps(sidecar, indent=2, allow_nan=False) + "\n"
-    tmps: list[Path] = []
-    model_moved = False
     try:
-        tmps.append(_write_temp(model_path.parent, model_path.name, model_bytes))
-        tmps.append(_write_temp(model_path.parent, json_path.name, text.encode()))
-        os.replace(tmps[0], model_path)
-        model_moved = True
-        os.replace(tmps[1], json_path)
+        commit_pair(model_path, model_bytes, json_path, text.encode())
     except OSError as err:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
-        if model_moved:  # a model without its sidecar is not an artifact: take it back out
-            model_path.unlink(missing_ok=True)
         raise OutputPathError(f"{model_path}: cannot write the policy artifact: {err}") from err
     log.info("wrote %s (%d bytes) and %s", model_path, len(model_bytes), json_path)
     return model_path, json_path

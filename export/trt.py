@@ -18,7 +18,6 @@ import ctypes.util
 import logging
 import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +139,9 @@ def gpu_info(device: int = 0) -> dict[str, str]:
 
 
 def _save_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    from edgeact.runtime.artifact_commit import write_temp
+
+    os.replace(write_temp(path.parent, path.name, data), path)  # umask mode, not mkstemp's 0600
 
 
 def build_engine(

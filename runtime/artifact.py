@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import mmap
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgeact.runtime.artifact_commit import finish_interrupted_export
 from edgeact.runtime.ensemble_ref import ExecutionConfig
 from edgeact.runtime.policy_io import (
     ACTION,
@@ -86,38 +88,146 @@ def sha256_file(path: str | Path) -> str:
 
 
 def load_artifact(path: str | Path) -> PolicyArtifact:
-    """Read `policy.json` (or the sidecar of a model file) and validate it."""
+    """Read `policy.json` (or the sidecar of a model file) and validate it.
+
+    A lone `.onnx` (no sidecar file beside it) is read from its embedded copy: that copy has
+    `model_sha256: null` (a file cannot hold its own hash), so the model's graph is checked against the
+    embedded `graph_sha256` instead, and the returned `model_sha256` is the hash of the file just checked."""
     path = Path(path)
     if path.suffix != ".json" and not sidecar_path(path).is_file():
         if path.suffix == ".onnx" and path.is_file():
-            return parse_artifact(_onnx_metadata(path), path)
+            return _load_embedded(path)
         raise ArtifactError(
             f"{sidecar_path(path)}: policy sidecar not found (export writes it beside the model)"
         )
     json_path = path if path.suffix == ".json" else sidecar_path(path)
-    try:
-        data = json.loads(json_path.read_text())
+    try:  # an export killed between its two renames is completed (or, read-only, read as it will be)
+        json_path = finish_interrupted_export(json_path)
+        text = json_path.read_bytes()
     except FileNotFoundError as err:
         raise ArtifactError(f"{json_path}: file not found") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ArtifactError(f"{json_path}: not readable JSON ({err})") from err
-    return parse_artifact(data, json_path)
+    except OSError as err:
+        raise ArtifactError(f"{json_path}: not readable ({err.strerror or err})") from err
+    return parse_artifact(_json(text, json_path), json_path)
 
 
-def _onnx_metadata(path: Path) -> dict[str, Any]:
+def _json(text: bytes | str, where: Path | str) -> Any:
+    """JSON at the reading boundary: every way it can fail (json.loads recurses, so deep nesting raises
+    RecursionError; huge numbers raise ValueError) becomes one ArtifactError naming the file."""
     try:
-        import onnxruntime as ort
-
-        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-        return json.loads(meta.custom_metadata_map[METADATA_KEY])
-    except KeyError as err:
-        raise ArtifactError(f"{path}: no sidecar file and no '{METADATA_KEY}' metadata in the model") from err
-    except Exception as err:
-        raise ArtifactError(f"{path}: cannot read the embedded '{METADATA_KEY}' metadata ({err})") from err
+        return json.loads(text)
+    except RecursionError as err:
+        raise ArtifactError(f"{where}: not readable JSON (nested too deeply)") from err
+    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, int digit limits
+        raise ArtifactError(f"{where}: not readable JSON ({_first_line(err)})") from err
 
 
-def parse_artifact(data: Any, where: Path) -> PolicyArtifact:
-    """Validate a sidecar object (already parsed) read from `where`."""
+def _first_line(err: BaseException) -> str:
+    text = (str(err).splitlines() or [""])[0]
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _load_embedded(path: Path) -> PolicyArtifact:
+    """The artifact of a lone ONNX file, from its `metadata_props`, with the graph checked (see above)."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            (start, end), props = onnx_graph_and_metadata(mm)
+            if METADATA_KEY not in props:
+                raise ArtifactError(
+                    f"{path}: no sidecar file and no '{METADATA_KEY}' metadata in the model "
+                    f"(copy {sidecar_path(path).name} beside it)"
+                )
+            with memoryview(mm)[start:end] as graph:  # hashed in place, released before the unmap
+                graph_hash = hashlib.sha256(graph).hexdigest()
+            file_hash = hashlib.sha256(mm).hexdigest()
+    except (OSError, ValueError) as err:  # ValueError: mmap of an empty file
+        raise ArtifactError(f"{path}: cannot read the model file ({err})") from err
+    except ArtifactError as err:
+        raise ArtifactError(f"{path}: {err}") from err
+    data = _json(props[METADATA_KEY], f"{path} metadata '{METADATA_KEY}'")
+    art = parse_artifact(data, path, embedded=True)
+    expected = art.raw.get("graph_sha256")
+    if art.raw.get("model_sha256") is None or expected is not None:
+        if not isinstance(expected, str):
+            raise ArtifactError(
+                f"{path}: metadata field 'graph_sha256' is missing; nothing to check the model against "
+                f"(copy {sidecar_path(path).name} beside it or export again)"
+            )
+        if graph_hash != expected:
+            raise ArtifactError(
+                f"{path}: the graph differs from metadata field 'graph_sha256' (corrupt or modified; "
+                f"export again)"
+            )
+    if art.raw.get("model_sha256") is None:  # the graph is verified: this very file is the model
+        art = replace(art, model_file=path.name, model_sha256=file_hash)
+    return art
+
+
+def onnx_graph_and_metadata(buf: Any) -> tuple[tuple[int, int], dict[str, str]]:
+    """Where the serialized `graph` (field 7) lies in an ONNX ModelProto (start, end), and its
+    `metadata_props` (field 14). `buf`: bytes or an mmap (nothing large is copied).
+
+    A reader of the protobuf wire format (protobuf.dev/programming-guides/encoding), so a robot needs no
+    onnx package; the graph bytes are those `graph_sha256` hashes (onnx's GraphProto has no map fields,
+    so its serialization is the same inside the model as alone). Raises ArtifactError on malformed bytes."""
+    graph, props = None, {}
+    for num, start, end in _fields(buf, 0, len(buf), "ModelProto"):
+        if num == 7 and end >= 0:
+            graph = (start, end)
+        elif num == 14 and end >= 0:
+            entry = {n: bytes(buf[a:b]) for n, a, b in _fields(buf, start, end, "metadata_props") if b >= 0}
+            try:
+                props[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
+            except UnicodeDecodeError as err:
+                raise ArtifactError("not an ONNX model (metadata_props is not UTF-8)") from err
+    if graph is None:
+        raise ArtifactError("not an ONNX model (no graph)")
+    return graph, props
+
+
+def _fields(buf: Any, pos: int, end: int, what: str) -> Any:
+    """(field number, start, end) of each length-delimited field of one protobuf message in buf[pos:end];
+    end is -1 for the other wire types."""
+    while pos < end:
+        key, pos = _varint(buf, pos, end, what)
+        num, wire = key >> 3, key & 7
+        start, stop = pos, -1
+        if wire == 0:
+            _, pos = _varint(buf, pos, end, what)
+        elif wire == 2:
+            size, start = _varint(buf, pos, end, what)
+            pos = stop = start + size
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ArtifactError(f"not an ONNX model ({what}: wire type {wire} at byte {pos})")
+        if pos > end or num == 0:
+            raise ArtifactError(f"not an ONNX model ({what}: truncated)")
+        yield num, start, stop
+
+
+def _varint(buf: Any, pos: int, end: int, what: str) -> tuple[int, int]:
+    value = shift = 0
+    while pos < end and shift < 64:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise ArtifactError(f"not an ONNX model ({what}: bad varint)")
+
+
+def parse_artifact(data: Any, where: Path, *, embedded: bool = False) -> PolicyArtifact:
+    """Validate a sidecar object (already parsed) read from `where`. `embedded`: the copy inside an ONNX
+    file, whose `model_sha256` may be null (`load_artifact` then checks `graph_sha256`)."""
+    try:
+        return _parse_artifact(data, where, embedded)
+    except RecursionError as err:  # a hand-made object nested beyond the interpreter's limit
+        raise ArtifactError(f"{where}: the sidecar is nested too deeply") from err
+
+
+def _parse_artifact(data: Any, where: Path, embedded: bool) -> PolicyArtifact:
     root = Fields(data, where, error=ArtifactError)
     io = parse_io(root, where, error=ArtifactError)
     fmt = root.get("format", str)
@@ -126,8 +236,10 @@ def parse_artifact(data: Any, where: Path) -> PolicyArtifact:
     model_file = root.get("model_file", str)
     if not model_file.endswith(FORMATS[fmt]) or "/" in model_file:
         raise root.fail("model_file", f"must be a file name ending in {FORMATS[fmt]}, got {model_file!r}")
-    sha = root.get("model_sha256", str)
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+    sha = root.get("model_sha256", (str, type(None)) if embedded else str)
+    if sha is None:
+        sha = ""  # the embedded copy: load_artifact fills in the hash of the checked file
+    elif len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise root.fail("model_sha256", "must be 64 lowercase hex digits")
     fps = root.finite("fps")
     if not fps > 0:
@@ -145,7 +257,7 @@ def parse_artifact(data: Any, where: Path) -> PolicyArtifact:
             exec_block, chunk_size=io.chunk_size, action_dim=io.action_dim
         )
     except (ValueError, TypeError, OverflowError) as err:
-        raise ArtifactError(f"{where}: field 'execution' is invalid: {err}") from err
+        raise ArtifactError(f"{where}: field 'execution' is invalid: {_first_line(err)}") from err
     return PolicyArtifact(
         path=where, format=fmt, model_file=model_file, model_sha256=sha, io=io, fps=fps,
         execution=execution, image_resize=resize, raw=data,

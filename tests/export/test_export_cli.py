@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -64,10 +66,29 @@ def test_missing_stats(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "policy.onnx").exists()
 
 
-def test_output_folder_missing(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
-    target = tmp_path / "nope" / "policy.onnx"
-    rc, text = _run(capsys, [str(tiny_checkpoint), "--output", str(target)])
-    assert rc == 4 and "does not exist" in text and str(target.parent) in text
+def test_output_folder_is_created_and_files_follow_the_umask(
+    tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 12: the output folder is created; model and sidecar get the umask's mode, not mkstemp's 0600
+    (a robot service running as another user must read them)."""
+    old = os.umask(0o022)
+    try:
+        argv = ["--parity-frames", "0", "--parity-random", "1"]
+        rc, text = _run(capsys, [str(tiny_checkpoint), "--output", str(tmp_path / "deploy" / "v1"), *argv])
+        assert rc == 0, text
+        out = tmp_path / "deploy" / "v1"
+        assert sorted(p.name for p in out.iterdir()) == ["policy.json", "policy.onnx"]
+        assert {stat.S_IMODE((out / n).stat().st_mode) for n in ("policy.onnx", "policy.json")} == {0o644}
+        os.umask(0o077)
+        (tmp_path / "private").mkdir()
+        artifact.write_artifact(tmp_path / "private" / "p.onnx", b"model", {"schema_version": 2})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "private" / "p.onnx").stat().st_mode) == 0o600
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    rc, text = _run(capsys, [str(tiny_checkpoint), "--output", str(blocker / "policy.onnx")])
+    assert rc == 4 and "cannot create the output folder" in text and str(blocker) in text
     rc, text = _run(capsys, [str(tiny_checkpoint), "--output", str(tmp_path / "policy.pt")])
     assert rc == 4 and ".onnx" in text
 
@@ -102,7 +123,7 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
 
     def flaky_replace(src, dst):
         calls.append(dst)
-        if len(calls) == 2:  # the sidecar's rename, after the model's
+        if len(calls) == 2:  # the model's rename (after the journal's): nothing replaced yet
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
@@ -123,3 +144,76 @@ def test_trt_without_tensorrt_says_how_to_build_on_the_target(tiny_checkpoint: P
         "trtexec --onnx=policy.onnx --saveEngine=policy.engine --memPoolSize=workspace:1024M --fp16" in text
     )
     assert not list(tmp_path.iterdir())
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: no handler runs, whatever was renamed stays renamed."""
+
+
+def _pair(folder: Path, model: bytes) -> tuple[Path, bytes, dict]:
+    from edgeact.runtime.policy_io import STATE, PolicyIO, VectorInput
+
+    io = PolicyIO((), (VectorInput(STATE, ("x",)),), ("a",), 2)
+    sha = artifact.sha256_bytes(model)
+    doc = {"schema_version": 2, "format": "onnx", "model_file": "policy.onnx", "model_sha256": sha,
+           "graph_sha256": "0" * 64, **io.to_json(), "fps": 10}  # fmt: skip
+    return folder / "policy.onnx", model, doc
+
+
+def _kill_at_sidecar_rename(monkeypatch, error: BaseException) -> None:
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "policy.json":
+            raise error
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def _consistent(folder: Path, model: bytes) -> None:
+    from edgeact.runtime.artifact import load_artifact, sha256_file
+
+    art = load_artifact(folder / "policy.onnx")
+    assert (folder / "policy.onnx").read_bytes() == model
+    assert art.model_sha256 == sha256_file(folder / "policy.onnx")  # the runtime's file check passes
+
+
+@pytest.mark.parametrize("next_step", ["load", "export"])
+def test_kill_between_the_two_renames_is_rolled_forward(tmp_path: Path, monkeypatch, next_step) -> None:
+    """Issue 12: killed after the model's rename and before the sidecar's, the folder held the new model
+    beside the old sidecar ("sha256 differs"). The next reader or exporter completes the change."""
+    artifact.write_artifact(
+        *_pair(tmp_path, b"old model"),
+    )
+    with monkeypatch.context() as m:
+        _kill_at_sidecar_rename(m, _Killed())
+        with pytest.raises(_Killed):
+            artifact.write_artifact(*_pair(tmp_path, b"new model"))
+    assert (tmp_path / "policy.onnx").read_bytes() == b"new model"  # the state a kill leaves
+    if next_step == "load":
+        _consistent(tmp_path, b"new model")
+    else:
+        artifact.write_artifact(*_pair(tmp_path, b"third model"))
+        _consistent(tmp_path, b"third model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.json", "policy.onnx"]
+
+
+def test_interrupted_export_read_only_and_dead_temporaries(tmp_path: Path, monkeypatch) -> None:
+    """A reader that may not write the folder reads the new pair without moving anything; temporary files
+    of an export killed before its commit point are removed by the next export."""
+    artifact.write_artifact(*_pair(tmp_path, b"old model"))
+    with monkeypatch.context() as m:
+        _kill_at_sidecar_rename(m, _Killed())
+        with pytest.raises(_Killed):
+            artifact.write_artifact(*_pair(tmp_path, b"new model"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with monkeypatch.context() as m:
+        _kill_at_sidecar_rename(m, PermissionError(13, "Permission denied"))
+        _consistent(tmp_path, b"new model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    dead = tmp_path / ".policy.onnx.999999999.x1.tmp"  # no such pid
+    dead.write_bytes(b"half a model")
+    artifact.write_artifact(*_pair(tmp_path, b"third model"))
+    _consistent(tmp_path, b"third model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.json", "policy.onnx"]

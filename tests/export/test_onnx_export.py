@@ -180,3 +180,53 @@ def test_onnx_artifact_as_engine_source(exported: Path, tmp_path: Path) -> None:
     garbage.write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="not an ONNX model"):
         _onnx_source(SimpleNamespace(checkpoint=garbage))
+
+
+def _robot_observation(art) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(3)
+    images = {
+        c.name: rng.integers(0, 256, (c.height, c.width, c.channels), dtype=np.uint8) for c in art.cameras
+    }
+    return images, rng.standard_normal(art.state_dim).astype(np.float32)
+
+
+def _copy_lone(exported: Path, tmp_path: Path) -> Path:
+    """Only the .onnx, copied to a fresh folder (as to a robot), under another name: it is its own model."""
+    import shutil
+
+    robot = tmp_path / "robot"
+    robot.mkdir()
+    return Path(shutil.copy(exported, robot / "pusht.onnx"))
+
+
+def test_lone_onnx_copied_to_the_robot_loads(exported: Path, tmp_path: Path) -> None:
+    """Issue 12: the embedded sidecar (model_sha256 null, graph_sha256 checked) is enough to run the file."""
+    from edgeact.runtime.artifact import load_artifact, sha256_file
+
+    lone = _copy_lone(exported, tmp_path)
+    art = load_artifact(lone)
+    assert art.path == lone and art.model_path() == lone
+    assert art.model_sha256 == sha256_file(lone)  # what the runtime checks before it loads the model
+    assert art.io == load_artifact(exported).io
+    images, state = _robot_observation(art)
+    feeds = {c.input_name: images[c.name][None] for c in art.cameras}
+    feeds["observation.state"] = state[None]
+    out = [verify.ort_session(p.read_bytes()).run(["action"], feeds)[0] for p in (lone, exported)]
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_lone_onnx_with_a_modified_graph_is_refused(exported: Path, tmp_path: Path) -> None:
+    from edgeact.runtime.artifact import ArtifactError, load_artifact
+
+    model = onnx.load(exported)
+    init = model.graph.initializer[0]
+    init.raw_data = bytes(len(init.raw_data))  # tampered weights, metadata left as exported
+    tampered = tmp_path / "policy.onnx"
+    tampered.write_bytes(model.SerializeToString())
+    with pytest.raises(
+        ArtifactError, match=r"policy.onnx: the graph differs from metadata field 'graph_sha256'"
+    ):
+        load_artifact(tampered)
+    tampered.write_bytes(exported.read_bytes()[:1000])  # truncated copy
+    with pytest.raises(ArtifactError, match=r"policy\.onnx: .*not an ONNX model"):
+        load_artifact(tampered)
