@@ -85,3 +85,5 @@ def make_robot(name: str, **options: Any) -> Robot:
 register_robot("pusht-sim", "edgeact.runtime.robots.pusht_sim:make_pusht_sim")
 register_robot("widowx", "edgeact.runtime.robots.widowx:make_widowx")
 register_robot("can-arm", "edgeact.runtime.robots.can_arm:make_can_arm")
+register_robot("so100", "edgeact.runtime.robots.so_arm:make_so100")
+register_robot("so101", "edgeact.runtime.robots.so_arm:make_so101")
