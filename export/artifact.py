@@ -247,6 +247,8 @@ def check_output_path(path: Path, suffix: str) -> Path:
         raise OutputPathError(f"{path}: cannot create the output folder {path.parent}: {err}") from err
     if not os.access(path.parent, os.W_OK):
         raise OutputPathError(f"{path}: the output folder {path.parent} is not writable")
+    if not os.access(path.parent, os.W_OK):
+        raise OutputPathError(f"{path}: the output folder {path.parent} is not writable")
     return path
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgeact.runtime.artifact_commit import umask_mode
 from edgeact.train.train_config import TrainError, build_dataclass, json_safe
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -79,6 +80,7 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, 
         out[name] = t.clone().contiguous() if ptr in seen or not t.is_contiguous() else t
         seen.add(ptr)
     save_file(out, str(path), metadata=meta)
+    os.chmod(path, umask_mode())  # safetensors creates 0600: honour the umask, like every other file here
     with open(path, "rb") as f:
         os.fsync(f.fileno())
 

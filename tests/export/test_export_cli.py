@@ -67,7 +67,7 @@ def test_missing_stats(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_output_folder_is_created_and_files_follow_the_umask(
-    tiny_checkpoint: Path, tmp_path: Path, capsys
+    tiny_checkpoint: Path, tiny_dataset: Path, checkpoint_factory, tmp_path: Path, capsys
 ) -> None:
     """Issue 12: the output folder is created; model and sidecar get the umask's mode, not mkstemp's 0600
     (a robot service running as another user must read them)."""
@@ -85,6 +85,13 @@ def test_output_folder_is_created_and_files_follow_the_umask(
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "private" / "p.onnx").stat().st_mode) == 0o600
+    old = os.umask(0o022)
+    try:  # the checkpoint export reads: safetensors alone would create it 0600
+        run = checkpoint_factory(tmp_path / "run", tiny_dataset)
+    finally:
+        os.umask(old)
+    files = [p for p in (run / "checkpoints").rglob("*") if p.is_file() and not p.is_symlink()]
+    assert files and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
     blocker = tmp_path / "file"
     blocker.write_text("")
     rc, text = _run(capsys, [str(tiny_checkpoint), "--output", str(blocker / "policy.onnx")])
