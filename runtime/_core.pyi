@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -42,10 +43,17 @@ class CameraInput:
     layout: Layout
     def __init__(self) -> None: ...
 
+class VectorInput:
+    input_name: str
+    dim: int
+    @overload
+    def __init__(self) -> None: ...
+    @overload
+    def __init__(self, input_name: str, dim: int) -> None: ...
+
 class ModelSpec:
     cameras: list[CameraInput]
-    state_input: str
-    state_dim: int
+    vectors: list[VectorInput]
     output_name: str
     chunk_size: int
     action_dim: int
@@ -105,7 +113,7 @@ class Model:
     @staticmethod
     def load(path: str, spec: ModelSpec, params: ModelParams) -> Model: ...
     def infer(
-        self, frames: Sequence[npt.NDArray[np.uint8]], state: npt.NDArray[np.float32]
+        self, frames: Sequence[npt.NDArray[np.uint8]], vectors: Sequence[npt.NDArray[np.float32]]
     ) -> npt.NDArray[np.float32]: ...
 
 class Session:
@@ -120,8 +128,8 @@ class Session:
     ) -> None: ...
     def reset(self, initial: npt.NDArray[np.float32] | None = None) -> None: ...
     def step(
-        self, frames: Sequence[npt.NDArray[np.uint8]], state: npt.NDArray[np.float32]
-    ) -> tuple[npt.NDArray[np.float32] | None, int, tuple[int, int, int, int]]: ...
+        self, frames: Sequence[npt.NDArray[np.uint8]], vectors: Sequence[npt.NDArray[np.float32]]
+    ) -> tuple[npt.NDArray[np.float32] | None, int, tuple[int, int, int, int, int]]: ...
 
 class Loop:
     running: bool
@@ -129,7 +137,10 @@ class Loop:
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def post_observation(
-        self, frames: Sequence[npt.NDArray[np.uint8]], state: npt.NDArray[np.float32], stamp_ns: int
+        self,
+        frames: Sequence[npt.NDArray[np.uint8]],
+        vectors: Sequence[npt.NDArray[np.float32]],
+        stamp_ns: int,
     ) -> int: ...
     def latest_command(self) -> tuple[int, int, npt.NDArray[np.float32] | None, int, int] | None: ...
     def wait_command(

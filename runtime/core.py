@@ -35,6 +35,7 @@ from edgeact.runtime.core_types import (
     StepTimings,
 )
 from edgeact.runtime.ensemble_ref import ExecutionConfig
+from edgeact.runtime.policy_io import STATE
 
 __all__ = [
     "Command", "ConfigError", "CoreError", "Loop", "LoopParams", "LoopStats", "ModelLoadError",
@@ -143,6 +144,7 @@ class Policy:
         return cls(model, art, backend)
 
     cameras = property(lambda self: self.artifact.cameras)
+    vectors = property(lambda self: self.artifact.vectors)  # VectorInput(feature, names), graph order
     state_dim = property(lambda self: self.artifact.state_dim)
     action_dim = property(lambda self: self.artifact.action_dim)
     chunk_size = property(lambda self: self.artifact.chunk_size)
@@ -151,11 +153,16 @@ class Policy:
     action_names = property(lambda self: self.artifact.action_names)
     execution = property(lambda self: self.artifact.execution)
 
-    def infer(self, images: Mapping[str, np.ndarray], state: np.ndarray) -> np.ndarray:
+    def infer(
+        self,
+        images: Mapping[str, np.ndarray],
+        state: Any = None,
+        vectors: Mapping[str, Any] | None = None,
+    ) -> np.ndarray:
         """One raw forward pass (pre-processing + backend) -> float32 (1, k, A). Not the control path."""
         shapes = {c.name: np.shape(images[c.name])[:2] if c.name in images else None for c in self.cameras}
-        frames, st = _check_observation(self.artifact, images, state, shapes)
-        return self._model.infer(frames, st)
+        frames, vecs = _check_observation(self.artifact, images, state, vectors, shapes)
+        return self._model.infer(frames, vecs)
 
     def session(
         self,
@@ -181,15 +188,27 @@ def _model_spec(art: PolicyArtifact) -> Any:
         ci.layout = _core.Layout.NCHW if c.layout == "NCHW" else _core.Layout.NHWC
         cams.append(ci)
     spec.cameras = cams
-    spec.state_input, spec.state_dim = art.state_input or "", art.state_dim
+    spec.vectors = [_core.VectorInput(v.input_name, v.dim) for v in art.vectors]
     spec.output_name, spec.chunk_size, spec.action_dim = art.output_name, art.chunk_size, art.action_dim
     return spec
 
 
+def _vector_value(feature: str, state: Any, vectors: Mapping[str, Any] | None) -> Any:
+    """`state` feeds `observation.state` (or `vectors["observation.state"]` when state is None)."""
+    if feature == STATE and state is not None:
+        return state
+    return None if vectors is None else vectors.get(feature)
+
+
 def _check_observation(
-    art: PolicyArtifact, images: Mapping[str, np.ndarray], state: Any, shapes: Mapping[str, Any]
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Frames in camera order (uint8 contiguous (H, W, C)) and the float32 state; raises ObservationError."""
+    art: PolicyArtifact,
+    images: Mapping[str, np.ndarray],
+    state: Any,
+    vectors: Mapping[str, Any] | None,
+    shapes: Mapping[str, Any],
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Frames in camera order (uint8 contiguous (H, W, C)) and the float32 vectors in graph order; raises
+    ObservationError naming the camera or the vector."""
     frames = []
     for cam in art.cameras:
         if cam.name not in images:
@@ -202,12 +221,22 @@ def _check_observation(
                 f"camera {cam.name!r}: frame must be uint8 ({h}, {w}, {cam.channels}), got {got}"
             )
         frames.append(np.ascontiguousarray(f))
-    st = np.ascontiguousarray(np.asarray(state, dtype=np.float32).reshape(-1))
-    if st.shape != (art.state_dim,):
-        raise ObservationError(
-            f"state must have {art.state_dim} values ({list(art.state_names)}), got {st.shape}"
-        )
-    return frames, st
+    vecs = []
+    for v in art.vectors:
+        label = "state" if v.feature == STATE else v.feature
+        value = _vector_value(v.feature, state, vectors)
+        if value is None:
+            got = sorted(vectors or {}) + (["state"] if state is not None else [])
+            raise ObservationError(f"observation has no {label} ({v.dim} values; got {got})")
+        try:
+            arr = np.ascontiguousarray(np.asarray(value, dtype=np.float32).reshape(-1))
+        except (TypeError, ValueError) as err:
+            raise ObservationError(f"{label} must be {v.dim} numbers, got {type(value).__name__}") from err
+        if arr.shape != (v.dim,):
+            names = list(v.names) if v.dim <= 8 else [*v.names[:3], "...", v.names[-1]]
+            raise ObservationError(f"{label} must have {v.dim} values ({names}), got {arr.shape}")
+        vecs.append(arr)
+    return frames, vecs
 
 
 class Session:
@@ -252,7 +281,7 @@ class Session:
             raise ConfigError(str(err)) from err
         # step()'s fast path: (camera, expected frame shape) in model order, timings kept as the raw tuple
         self._frame_specs = tuple((c.name, (*self.frame_shapes[c.name], c.channels)) for c in art.cameras)
-        self._state_shape = (art.state_dim,)
+        self._vector_specs = tuple((v.feature, (v.dim,)) for v in art.vectors)
         self._tm: tuple[int, ...] = (0, 0, 0, 0, 0)
 
     def reset(self, initial_command: np.ndarray | Sequence[float] | None = None) -> None:
@@ -265,13 +294,23 @@ class Session:
                 )
         self._s.reset(init)
 
-    def step(self, images: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray | None, Status]:
+    def step(
+        self,
+        images: Mapping[str, np.ndarray],
+        state: Any = None,
+        vectors: Mapping[str, Any] | None = None,
+    ) -> tuple[np.ndarray | None, Status]:
         # Fast path for observations already in the runtime's layout (what robots deliver): a few attribute
         # reads instead of a conversion per array. Called right after an inference has evicted the caches,
         # every Python object touched here costs cache misses (docs/runtime.md, "Overhead").
         frames = [images.get(name) for name, _ in self._frame_specs]
-        fast = type(state) is np.ndarray and state.dtype == _F32 and state.shape == self._state_shape
-        if fast and state.flags.c_contiguous:
+        vecs = [_vector_value(f, state, vectors) for f, _ in self._vector_specs]
+        fast = True
+        for v, (_, shape) in zip(vecs, self._vector_specs, strict=True):
+            if type(v) is not np.ndarray or v.dtype != _F32 or v.shape != shape or not v.flags.c_contiguous:
+                fast = False
+                break
+        if fast:
             for f, (_, shape) in zip(frames, self._frame_specs, strict=True):
                 if (
                     type(f) is not np.ndarray
@@ -281,11 +320,9 @@ class Session:
                 ):
                     fast = False
                     break
-        else:
-            fast = False
         if not fast:  # converts what it can, raises ObservationError naming the camera or field otherwise
-            frames, state = _check_observation(self.policy.artifact, images, state, self.frame_shapes)
-        command, status, self._tm = self._s.step(frames, state)
+            frames, vecs = _check_observation(self.policy.artifact, images, state, vectors, self.frame_shapes)
+        command, status, self._tm = self._s.step(frames, vecs)
         return command, _STATUSES[status]
 
     @property
@@ -328,13 +365,17 @@ class Loop:
         return self._loop.running
 
     def post_observation(
-        self, images: Mapping[str, np.ndarray], state: Any, timestamp_ns: int | None = None
+        self,
+        images: Mapping[str, np.ndarray],
+        state: Any = None,
+        timestamp_ns: int | None = None,
+        vectors: Mapping[str, Any] | None = None,
     ) -> None:
-        frames, st = _check_observation(
-            self.session.policy.artifact, images, state, self.session.frame_shapes
+        frames, vecs = _check_observation(
+            self.session.policy.artifact, images, state, vectors, self.session.frame_shapes
         )
         stamp = time.monotonic_ns() if timestamp_ns is None else int(timestamp_ns)
-        status = self._loop.post_observation(frames, st, stamp)
+        status = self._loop.post_observation(frames, vecs, stamp)
         if status != Status.OK:
             raise ObservationError(f"observation refused by the loop ({Status(status).name})")
 

@@ -10,13 +10,15 @@ numbers. Needs only numpy.
   (fixed-point weights).
 - `PostProcessor`: NaN/Inf guard (hold the last safe command), per-tick maximum change (LeRobot's
   `max_relative_target`), joint limits.
+- `preprocess`: camera frames and float vectors (the state, the environment state, ...) -> the model's feed
+  dict, as `Session::preprocess` writes the input buffers.
 - `ReferenceSession`: pre -> infer -> ensemble -> post for one tick, the same order and fault handling as the
-  C++ `Session::step`.
+  C++ `Session::step` (NaN/Inf in any vector input: bad observation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,20 +69,21 @@ class CameraInputRef:
 
 
 def preprocess(
-    images: dict[str, np.ndarray],
-    state: np.ndarray,
+    images: Mapping[str, np.ndarray],
+    vectors: Mapping[str, np.ndarray],
     cameras: Sequence[CameraInputRef],
-    state_input: str | None,
+    vector_inputs: Sequence[str],
 ) -> dict[str, np.ndarray]:
-    """Camera frames and state -> the model's feed dict (uint8 (1,H,W,C) or (1,C,H,W), float32 (1,S))."""
+    """Camera frames and vectors (by graph input name, e.g. `observation.state`) -> the model's feed dict:
+    uint8 (1,H,W,C) or (1,C,H,W) per camera, float32 (1,D) per name in `vector_inputs`."""
     feed: dict[str, np.ndarray] = {}
     for cam in cameras:
         img = resize_bilinear(images[cam.name], cam.height, cam.width)  # (H, W, C)
         if cam.layout == "NCHW":
             img = np.ascontiguousarray(img.transpose(2, 0, 1))  # (C, H, W)
         feed[cam.input_name] = img[None]
-    if state_input:
-        feed[state_input] = np.asarray(state, dtype=np.float32).reshape(1, -1)  # (1, S)
+    for name in vector_inputs:
+        feed[name] = np.asarray(vectors[name], dtype=np.float32).reshape(1, -1)  # (1, D)
     return feed
 
 
@@ -145,11 +148,13 @@ class ReferenceSession:
         self,
         infer: Callable[[dict[str, np.ndarray]], np.ndarray],
         cameras: Sequence[CameraInputRef],
-        state_input: str | None,
+        vector_inputs: Sequence[str],
         execution: ExecutionConfig,
         post: PostConfig | None = None,
     ) -> None:
-        self.infer, self.cameras, self.state_input = infer, list(cameras), state_input
+        if isinstance(vector_inputs, str):
+            raise TypeError(f"vector_inputs must be a sequence of input names, got {vector_inputs!r}")
+        self.infer, self.cameras, self.vector_inputs = infer, list(cameras), list(vector_inputs)
         self.executor = ActionExecutor(execution)
         self.post = PostProcessor(execution.action_dim, post)
         self._pending: np.ndarray | None = None
@@ -160,9 +165,13 @@ class ReferenceSession:
         self.post.reset(initial_command)
         self._pending, self._pending_origin = None, -1
 
-    def step(self, images: dict[str, np.ndarray], state: np.ndarray) -> tuple[np.ndarray | None, str]:
+    def step(
+        self, images: Mapping[str, np.ndarray], vectors: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray | None, str]:
+        """One tick; `vectors` maps each name in `vector_inputs` to its float values."""
         ex, cfg = self.executor, self.executor.config
-        status = OK if np.all(np.isfinite(state)) else BAD_OBSERVATION
+        finite = all(np.all(np.isfinite(vectors[name])) for name in self.vector_inputs)
+        status = OK if finite else BAD_OBSERVATION
         is_async = cfg.mode == "async"
         due = self._pending_origin >= 0 and ex.tick >= self._pending_origin + cfg.latency_ticks
         if status == OK and is_async and due:
@@ -170,7 +179,7 @@ class ReferenceSession:
             self._pending_origin = -1
         if status == OK and ex.wants_chunk():
             origin = ex.begin_request() if is_async else ex.tick
-            feed = preprocess(images, state, self.cameras, self.state_input)
+            feed = preprocess(images, vectors, self.cameras, self.vector_inputs)
             chunk = np.asarray(self.infer(feed), np.float32)
             if not np.all(np.isfinite(chunk)):
                 status = BAD_OUTPUT

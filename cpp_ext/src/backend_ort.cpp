@@ -74,7 +74,7 @@ class OrtContext final : public InferContext {
  public:
   OrtContext(const OrtModel& model, Ort::Session& session, const ModelSpec& spec);
   uint8_t* image_input(int camera) noexcept override { return images_[camera].data(); }
-  float* state_input() noexcept override { return state_.empty() ? nullptr : state_.data(); }
+  float* vector_input(int i) noexcept override { return vectors_[i].data(); }
   const float* output() const noexcept override { return output_.data(); }
   Status run() noexcept override {
     OrtStatus* st = Ort::GetApi().RunWithBinding(session_, run_options_, binding_);
@@ -95,7 +95,8 @@ class OrtContext final : public InferContext {
   Ort::MemoryInfo mem_;
   Ort::RunOptions run_options_;
   std::vector<std::vector<uint8_t>> images_;
-  std::vector<float> state_, output_;
+  std::vector<std::vector<float>> vectors_;
+  std::vector<float> output_;
   std::vector<Ort::Value> values_;  // the inputs, then the output, over the buffers above
   Ort::IoBinding binding_;
 };
@@ -152,7 +153,7 @@ class OrtModel final : public Model {
       throw std::runtime_error(path_ + ": the graph has no " + what + " named '" + n +
                                "' (policy.json inputs/outputs)");
     };
-    size_t expected_inputs = spec_.cameras.size() + (spec_.state_dim > 0 ? 1 : 0);
+    const size_t expected_inputs = spec_.cameras.size() + spec_.vectors.size();
     if (inputs.size() != expected_inputs)
       throw std::runtime_error(path_ + ": the graph has " + std::to_string(inputs.size()) +
                                " inputs, policy.json describes " + std::to_string(expected_inputs));
@@ -164,10 +165,10 @@ class OrtModel final : public Model {
       check_tensor(session_->GetInputTypeInfo(i), cam.input_name, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, "uint8",
                    want);
     }
-    if (spec_.state_dim > 0) {
-      size_t i = find(inputs, spec_.state_input, "input");
-      check_tensor(session_->GetInputTypeInfo(i), spec_.state_input, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
-                   "float32", {1, spec_.state_dim});
+    for (const auto& vec : spec_.vectors) {
+      size_t i = find(inputs, vec.input_name, "input");
+      check_tensor(session_->GetInputTypeInfo(i), vec.input_name, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "float32",
+                   {1, vec.dim});
     }
     size_t o = find(outputs, spec_.output_name, "output");
     check_tensor(session_->GetOutputTypeInfo(o), spec_.output_name, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "float32",
@@ -191,11 +192,12 @@ OrtContext::OrtContext(const OrtModel&, Ort::Session& session, const ModelSpec& 
                                                         shape.data(), shape.size()));
     binding_.BindInput(cam.input_name.c_str(), values_.back());
   }
-  if (spec.state_dim > 0) {
-    state_.assign(static_cast<size_t>(spec.state_dim), 0.0f);
-    const int64_t shape[2] = {1, spec.state_dim};
-    values_.push_back(Ort::Value::CreateTensor<float>(mem_, state_.data(), state_.size(), shape, 2));
-    binding_.BindInput(spec.state_input.c_str(), values_.back());
+  for (const auto& vec : spec.vectors) {
+    vectors_.emplace_back(static_cast<size_t>(vec.dim), 0.0f);
+    const int64_t shape[2] = {1, vec.dim};
+    auto& buf = vectors_.back();
+    values_.push_back(Ort::Value::CreateTensor<float>(mem_, buf.data(), buf.size(), shape, 2));
+    binding_.BindInput(vec.input_name.c_str(), values_.back());
   }
   output_.assign(static_cast<size_t>(spec.chunk_size) * spec.action_dim, 0.0f);
   const int64_t oshape[3] = {1, spec.chunk_size, spec.action_dim};
@@ -212,7 +214,8 @@ void warm_up(InferContext& ctx, const ModelSpec& spec, int runs, const std::stri
     const auto& cam = spec.cameras[c];
     std::memset(ctx.image_input(static_cast<int>(c)), 0, static_cast<size_t>(cam.height) * cam.width * cam.channels);
   }
-  if (spec.state_dim > 0) std::memset(ctx.state_input(), 0, sizeof(float) * spec.state_dim);
+  for (size_t v = 0; v < spec.vectors.size(); ++v)
+    std::memset(ctx.vector_input(static_cast<int>(v)), 0, sizeof(float) * spec.vectors[v].dim);
   for (int i = 0; i < runs; ++i) {
     if (auto* ort = dynamic_cast<OrtContext*>(&ctx)) {
       const std::string msg = ort->run_message();

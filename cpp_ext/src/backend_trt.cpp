@@ -50,8 +50,9 @@ class TrtModel;
 
 class TrtContext final : public InferContext {
  public:
-  TrtContext(nvinfer1::ICudaEngine& engine, const std::vector<Binding>& bindings, const std::string& path)
-      : bindings_(bindings) {
+  TrtContext(nvinfer1::ICudaEngine& engine, const std::vector<Binding>& bindings, size_t n_cameras,
+             const std::string& path)
+      : bindings_(bindings), n_cameras_(n_cameras) {
     ctx_ = engine.createExecutionContext();
     if (ctx_ == nullptr) throw std::runtime_error(path + ": createExecutionContext failed");
     cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), path + ": cudaStreamCreate");
@@ -75,14 +76,9 @@ class TrtContext final : public InferContext {
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
     delete ctx_;  // TensorRT 10: objects are released with delete
   }
-  // Bindings are ordered: cameras, then the state (if any), then the output (see TrtModel).
+  // Bindings are ordered: cameras, then the vectors, then the output (see TrtModel::collect_bindings).
   uint8_t* image_input(int camera) noexcept override { return static_cast<uint8_t*>(host_[camera]); }
-  float* state_input() noexcept override {
-    return bindings_.size() > 1 && bindings_[bindings_.size() - 2].input &&
-                   bindings_[bindings_.size() - 2].shape.size() == 2
-               ? static_cast<float*>(host_[bindings_.size() - 2])
-               : nullptr;
-  }
+  float* vector_input(int i) noexcept override { return static_cast<float*>(host_[n_cameras_ + i]); }
   const float* output() const noexcept override { return static_cast<const float*>(host_.back()); }
   Status run() noexcept override {
     for (size_t i = 0; i + 1 < bindings_.size(); ++i)
@@ -97,6 +93,7 @@ class TrtContext final : public InferContext {
 
  private:
   std::vector<Binding> bindings_;
+  size_t n_cameras_;
   nvinfer1::IExecutionContext* ctx_ = nullptr;
   cudaStream_t stream_ = nullptr;
   std::vector<void*> host_, dev_;
@@ -121,7 +118,7 @@ class TrtModel final : public Model {
   }
   BackendKind backend() const noexcept override { return BackendKind::tensorrt; }
   std::unique_ptr<InferContext> create_context() const override {
-    return std::make_unique<TrtContext>(*engine_, bindings_, path_);
+    return std::make_unique<TrtContext>(*engine_, bindings_, spec_.cameras.size(), path_);
   }
 
  private:
@@ -147,7 +144,7 @@ class TrtModel final : public Model {
           c.layout == Layout::nhwc ? std::vector<int64_t>{1, c.height, c.width, c.channels}
                                    : std::vector<int64_t>{1, c.channels, c.height, c.width},
           nvinfer1::DataType::kUINT8, true);
-    if (spec_.state_dim > 0) add(spec_.state_input, {1, spec_.state_dim}, nvinfer1::DataType::kFLOAT, true);
+    for (const auto& v : spec_.vectors) add(v.input_name, {1, v.dim}, nvinfer1::DataType::kFLOAT, true);
     add(spec_.output_name, {1, spec_.chunk_size, spec_.action_dim}, nvinfer1::DataType::kFLOAT, false);
     const size_t expected = bindings_.size();
     if (static_cast<size_t>(engine_->getNbIOTensors()) != expected)

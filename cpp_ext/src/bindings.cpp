@@ -32,21 +32,27 @@ void log_trampoline(LogLevel level, const char* message, void*) {
 }
 
 // Views over Python arrays; the arrays stay referenced by the caller for the duration of the call.
+// Frames in ModelSpec::cameras order, vectors in ModelSpec::vectors order.
 struct ObsViews {
   std::vector<U8Array> frames;
+  std::vector<F32Array> vectors;
   std::vector<ImageView> views;
-  F32Array state;
+  std::vector<VectorView> vector_views;
   Observation obs;
-  ObsViews(const std::vector<U8Array>& f, const F32Array& s, int64_t stamp) : frames(f), state(s) {
+  ObsViews(const std::vector<U8Array>& f, const std::vector<F32Array>& v, int64_t stamp) : frames(f), vectors(v) {
     for (const auto& a : frames) {
       if (a.ndim() != 3)
         throw py::value_error("frames must be (H, W, C) uint8 arrays, got ndim " + std::to_string(a.ndim()));
       views.push_back(ImageView{a.data(), static_cast<int>(a.shape(0)), static_cast<int>(a.shape(1)),
                                 static_cast<int>(a.shape(2))});
     }
-    if (state.ndim() != 1) throw py::value_error("state must be a 1-D float32 array");
-    obs = Observation{views.data(), static_cast<int>(views.size()), state.size() ? state.data() : nullptr,
-                      static_cast<int>(state.size()), stamp};
+    for (const auto& a : vectors) {
+      if (a.ndim() != 1)
+        throw py::value_error("vectors must be 1-D float32 arrays, got ndim " + std::to_string(a.ndim()));
+      vector_views.push_back(VectorView{a.size() ? a.data() : nullptr, static_cast<int>(a.size())});
+    }
+    obs = Observation{views.data(), static_cast<int>(views.size()), vector_views.data(),
+                      static_cast<int>(vector_views.size()), stamp};
   }
 };
 
@@ -87,11 +93,16 @@ void bind_params(py::module_& m) {
       .def_readwrite("width", &CameraInput::width)
       .def_readwrite("channels", &CameraInput::channels)
       .def_readwrite("layout", &CameraInput::layout);
+  py::class_<VectorInput>(m, "VectorInput")
+      .def(py::init<>())
+      .def(py::init([](std::string input_name, int dim) { return VectorInput{std::move(input_name), dim}; }),
+           py::arg("input_name"), py::arg("dim"))
+      .def_readwrite("input_name", &VectorInput::input_name)
+      .def_readwrite("dim", &VectorInput::dim);
   py::class_<ModelSpec>(m, "ModelSpec")
       .def(py::init<>())
       .def_readwrite("cameras", &ModelSpec::cameras)
-      .def_readwrite("state_input", &ModelSpec::state_input)
-      .def_readwrite("state_dim", &ModelSpec::state_dim)
+      .def_readwrite("vectors", &ModelSpec::vectors)
       .def_readwrite("output_name", &ModelSpec::output_name)
       .def_readwrite("chunk_size", &ModelSpec::chunk_size)
       .def_readwrite("action_dim", &ModelSpec::action_dim);
@@ -178,12 +189,16 @@ void bind_model(py::module_& m) {
       })
       .def_property_readonly("spec", &Model::spec)
       .def_property_readonly("backend", &Model::backend)
-      .def("infer", [](const Model& model, const std::vector<U8Array>& frames, const F32Array& state) {
+      .def("infer", [](const Model& model, const std::vector<U8Array>& frames, const std::vector<F32Array>& vectors) {
         // Debug path (allocates): resize every frame into a fresh context and run once.
-        ObsViews ov(frames, state, 0);
+        ObsViews ov(frames, vectors, 0);
         const ModelSpec& spec = model.spec();
-        if (ov.obs.n_images != static_cast<int>(spec.cameras.size()) || ov.obs.state_dim != spec.state_dim)
-          throw py::value_error("infer: wrong number of frames or state size");
+        if (ov.obs.n_images != static_cast<int>(spec.cameras.size()) ||
+            ov.obs.n_vectors != static_cast<int>(spec.vectors.size()))
+          throw py::value_error("infer: wrong number of frames or vectors");
+        for (size_t v = 0; v < spec.vectors.size(); ++v)
+          if (ov.vector_views[v].dim != spec.vectors[v].dim)
+            throw py::value_error("infer: wrong size for vector " + spec.vectors[v].input_name);
         auto ctx = model.create_context();
         for (size_t c = 0; c < spec.cameras.size(); ++c) {
           const auto& cam = spec.cameras[c];
@@ -192,7 +207,9 @@ void bind_model(py::module_& m) {
           FrameResizer(ov.views[c].height, ov.views[c].width, cam.height, cam.width, cam.channels, cam.layout)
               .run(ov.views[c].data, ctx->image_input(static_cast<int>(c)));
         }
-        if (spec.state_dim > 0) std::memcpy(ctx->state_input(), state.data(), sizeof(float) * spec.state_dim);
+        for (size_t v = 0; v < spec.vectors.size(); ++v)
+          std::memcpy(ctx->vector_input(static_cast<int>(v)), ov.vector_views[v].data,
+                      sizeof(float) * spec.vectors[v].dim);
         Status st;
         {
           py::gil_scoped_release nogil;
@@ -218,8 +235,8 @@ void bind_session(py::module_& m) {
           throw py::value_error("initial_command has the wrong length");
         s.reset(initial ? initial->data() : nullptr);
       }, py::arg("initial") = py::none())
-      .def("step", [](Session& s, const std::vector<U8Array>& frames, const F32Array& state) {
-        ObsViews ov(frames, state, 0);
+      .def("step", [](Session& s, const std::vector<U8Array>& frames, const std::vector<F32Array>& vectors) {
+        ObsViews ov(frames, vectors, 0);
         const int a = s.model().spec().action_dim;
         std::vector<float> out(static_cast<size_t>(a));
         StepTimings tm;
@@ -241,9 +258,9 @@ void bind_loop(py::module_& m) {
       .def("start", &Loop::start)
       .def("stop", &Loop::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("running", &Loop::running)
-      .def("post_observation", [](Loop& loop, const std::vector<U8Array>& frames, const F32Array& state,
+      .def("post_observation", [](Loop& loop, const std::vector<U8Array>& frames, const std::vector<F32Array>& vectors,
                                   int64_t stamp) {
-        ObsViews ov(frames, state, stamp);
+        ObsViews ov(frames, vectors, stamp);
         py::gil_scoped_release nogil;
         return static_cast<int>(loop.post_observation(ov.obs));
       })

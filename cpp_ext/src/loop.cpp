@@ -58,8 +58,9 @@ enum InferState : int { idle = 0, busy = 1, done = 2, failed = 3 };
 struct Loop::Impl {
   struct ObsSlot {
     std::vector<std::vector<uint8_t>> frames;
-    std::vector<float> state;
+    std::vector<std::vector<float>> vectors;
     std::vector<ImageView> views;
+    std::vector<VectorView> vector_views;
     Observation obs;
   };
   struct CmdSlot {
@@ -128,9 +129,12 @@ Loop::Loop(Session& session, const LoopParams& params) : s_(session), p_(params)
       slot.frames.emplace_back(static_cast<size_t>(fs.height) * fs.width * spec.cameras[c].channels, 0);
       slot.views.push_back(ImageView{slot.frames.back().data(), fs.height, fs.width, spec.cameras[c].channels});
     }
-    slot.state.assign(static_cast<size_t>(spec.state_dim), 0.0f);
-    slot.obs = Observation{slot.views.data(), static_cast<int>(slot.views.size()),
-                           slot.state.empty() ? nullptr : slot.state.data(), spec.state_dim, 0};
+    for (const auto& v : spec.vectors) {
+      slot.vectors.emplace_back(static_cast<size_t>(v.dim), 0.0f);
+      slot.vector_views.push_back(VectorView{slot.vectors.back().data(), v.dim});
+    }
+    slot.obs = Observation{slot.views.data(), static_cast<int>(slot.views.size()), slot.vector_views.data(),
+                           static_cast<int>(slot.vector_views.size()), 0};
   }
   for (auto& slot : m.out) slot.values.assign(static_cast<size_t>(spec.action_dim), 0.0f);
   m.last_read.values.assign(static_cast<size_t>(spec.action_dim), 0.0f);
@@ -208,7 +212,7 @@ void Loop::stop() {
 Status Loop::post_observation(const Observation& obs) noexcept {
   Impl& m = *impl_;
   const ModelSpec& spec = s_.model().spec();
-  if (obs.n_images != static_cast<int>(spec.cameras.size()) || obs.state_dim != spec.state_dim)
+  if (obs.n_images != static_cast<int>(spec.cameras.size()) || obs.n_vectors != static_cast<int>(spec.vectors.size()))
     return Status::bad_observation;
   for (int c = 0; c < obs.n_images; ++c) {
     const ImageView& src = obs.images[c];
@@ -216,10 +220,13 @@ Status Loop::post_observation(const Observation& obs) noexcept {
     if (src.data == nullptr || src.height != want.height || src.width != want.width || src.channels != want.channels)
       return Status::bad_observation;
   }
+  for (int v = 0; v < obs.n_vectors; ++v)
+    if (obs.vectors[v].data == nullptr || obs.vectors[v].dim != spec.vectors[v].dim) return Status::bad_observation;
   std::lock_guard<std::mutex> lock(m.post_mutex);
   Impl::ObsSlot& slot = m.in[m.in_idx.back];
   for (int c = 0; c < obs.n_images; ++c) std::memcpy(slot.frames[c].data(), obs.images[c].data, slot.frames[c].size());
-  if (spec.state_dim > 0) std::memcpy(slot.state.data(), obs.state, sizeof(float) * spec.state_dim);
+  for (int v = 0; v < obs.n_vectors; ++v)
+    std::memcpy(slot.vectors[v].data(), obs.vectors[v].data, sizeof(float) * slot.vectors[v].size());
   slot.obs.stamp_ns = obs.stamp_ns != 0 ? obs.stamp_ns : mono_ns();
   m.in_idx.publish();
   return Status::ok;

@@ -1,4 +1,5 @@
 // Model loading (backend dispatch, spec validation) and Session: one episode's pre -> infer -> ensemble -> post.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -23,15 +24,27 @@ void validate(const ModelSpec& spec) {
   auto bad = [](const std::string& msg) { throw std::invalid_argument("model spec: " + msg); };
   if (spec.chunk_size < 1) bad("chunk_size must be >= 1, got " + std::to_string(spec.chunk_size));
   if (spec.action_dim < 1) bad("action_dim must be >= 1, got " + std::to_string(spec.action_dim));
-  if (spec.state_dim < 0) bad("state_dim must be >= 0");
-  if (spec.state_dim > 0 && spec.state_input.empty()) bad("state_input is empty but state_dim > 0");
   if (spec.output_name.empty()) bad("output_name is empty");
+  if (spec.cameras.empty() && spec.vectors.empty()) bad("the model needs at least one input (a camera or a vector)");
+  std::vector<std::string> names;
   for (const auto& c : spec.cameras) {
     if (c.height < 1 || c.width < 1 || c.channels < 1)
       bad("camera '" + c.name + "' has size " + std::to_string(c.height) + "x" + std::to_string(c.width) + "x" +
           std::to_string(c.channels));
     if (c.input_name.empty()) bad("camera '" + c.name + "' has no input_name");
+    names.push_back(c.input_name);
   }
+  for (size_t i = 0; i < spec.vectors.size(); ++i) {
+    const auto& v = spec.vectors[i];
+    if (v.input_name.empty()) bad("vectors[" + std::to_string(i) + "] has no input_name");
+    if (v.dim < 1) bad("vector '" + v.input_name + "' dim must be >= 1, got " + std::to_string(v.dim));
+    names.push_back(v.input_name);
+  }
+  for (size_t i = 0; i < names.size(); ++i)
+    for (size_t j = i + 1; j < names.size(); ++j)
+      if (names[i] == names[j]) bad("input_name '" + names[i] + "' is used twice");
+  if (std::find(names.begin(), names.end(), spec.output_name) != names.end())
+    bad("output_name '" + spec.output_name + "' is also an input name");
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const ModelSpec& spec,
@@ -104,17 +117,22 @@ Status Session::check(const Observation& obs) const noexcept {
         im.channels != spec.cameras[c].channels)
       return Status::bad_observation;
   }
-  if (obs.state_dim != spec.state_dim) return Status::bad_observation;
-  if (spec.state_dim > 0 && (obs.state == nullptr || !all_finite(obs.state, static_cast<size_t>(spec.state_dim))))
-    return Status::bad_observation;
+  if (obs.n_vectors != static_cast<int>(spec.vectors.size())) return Status::bad_observation;
+  for (int v = 0; v < obs.n_vectors; ++v) {
+    const VectorView& vec = obs.vectors[v];
+    const int dim = spec.vectors[v].dim;
+    if (vec.data == nullptr || vec.dim != dim || !all_finite(vec.data, static_cast<size_t>(dim)))
+      return Status::bad_observation;
+  }
   return Status::ok;
 }
 
 void Session::preprocess(const Observation& obs) noexcept {
   for (size_t c = 0; c < resizers_.size(); ++c)
     resizers_[c].run(obs.images[c].data, ctx_->image_input(static_cast<int>(c)));
-  const int s = model_->spec().state_dim;
-  if (s > 0) std::memcpy(ctx_->state_input(), obs.state, sizeof(float) * s);
+  const auto& vectors = model_->spec().vectors;
+  for (size_t v = 0; v < vectors.size(); ++v)
+    std::memcpy(ctx_->vector_input(static_cast<int>(v)), obs.vectors[v].data, sizeof(float) * vectors[v].dim);
 }
 
 Status Session::step(const Observation& obs, float* command_out, StepTimings* timings) noexcept {

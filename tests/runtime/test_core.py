@@ -20,6 +20,7 @@ from edgeact.runtime.core import (
     available_backends,
 )
 from edgeact.runtime.ensemble_ref import ExecutionConfig
+from edgeact.runtime.policy_io import STATE
 from edgeact.runtime.prepost_ref import CameraInputRef, PostConfig, ReferenceSession, preprocess
 
 CAMS = (("top", 12, 16, "NHWC"), ("wrist", 10, 8, "NCHW"))
@@ -59,7 +60,7 @@ def test_infer_equals_onnxruntime_python(policy: Policy, model_path: Path) -> No
     rng = np.random.default_rng(0)
     for _ in range(5):
         images, state = _obs(rng)
-        want = ort(preprocess(images, state, _ref_cameras(policy), "observation.state"))
+        want = ort(preprocess(images, {STATE: state}, _ref_cameras(policy), [STATE]))
         got = policy.infer(images, state)
         assert got.shape == (1, 6, 2)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
@@ -82,7 +83,7 @@ def test_session_step_equals_reference_pipeline(
 ) -> None:
     post = PostParams(lower=[-3.0, -2.0], upper=3.0, max_delta=[0.8, 1.5])
     session = policy.session(execution, post, frame_shapes=FRAMES)
-    ref = ReferenceSession(ort_infer(model_path), _ref_cameras(policy), "observation.state", execution,
+    ref = ReferenceSession(ort_infer(model_path), _ref_cameras(policy), [STATE], execution,
                            PostConfig(post.lower, post.upper, post.max_delta))  # fmt: skip
     rng = np.random.default_rng(1)
     for episode in range(2):
@@ -95,7 +96,7 @@ def test_session_step_equals_reference_pipeline(
                 state[1] = np.nan  # a bad observation: held, counted as a fault
             if t == 11:
                 state[0] = -20.0  # the graph's trap: NaN in the model output
-            want, want_status = ref.step(images, state)
+            want, want_status = ref.step(images, {STATE: state})
             got, got_status = session.step(images, state)
             assert got_status.name.lower() == want_status, (episode, t)
             if want is None:

@@ -34,7 +34,7 @@ enum class Status : int32_t {
   ok = 0,               // a fresh, post-processed command
   hold = 1,             // no action covers this tick: the last safe command is repeated
   no_observation = 2,   // loop: nothing has been posted yet
-  bad_observation = 3,  // NaN/Inf in the state, or a frame of the wrong size/channel count
+  bad_observation = 3,  // NaN/Inf in a vector input, or a frame or vector of the wrong size
   bad_output = 4,       // NaN/Inf in the model output (the chunk is discarded)
   backend_error = 5,    // the inference call failed
   safe_stop = 6,        // loop: latched by the watchdog (stale observation, overruns, fault)
@@ -71,11 +71,18 @@ struct CameraInput {
   Layout layout = Layout::nhwc;
 };
 
-// The model's I/O contract: uint8 images (1,H,W,C) or (1,C,H,W), float32 state (1,S), float32 output (1,k,A).
+// One float vector input of the model (sidecar `inputs` of kind vector): float32 (1, dim), e.g.
+// "observation.state" or "observation.environment_state".
+struct VectorInput {
+  std::string input_name;  // graph input name = the feature key
+  int dim = 0;
+};
+
+// The model's I/O contract (docs/design.md, "Policy artifact"): uint8 images (1,H,W,C) or (1,C,H,W), one per
+// camera, then float32 vectors (1,D), in graph order; float32 output (1,k,A). Either list may be empty, not both.
 struct ModelSpec {
   std::vector<CameraInput> cameras;
-  std::string state_input;  // empty when the model takes no state
-  int state_dim = 0;
+  std::vector<VectorInput> vectors;
   std::string output_name;
   int chunk_size = 0;
   int action_dim = 0;
@@ -101,7 +108,7 @@ class InferContext {
  public:
   virtual ~InferContext() = default;
   virtual uint8_t* image_input(int camera) noexcept = 0;  // H*W*C bytes in the camera's layout
-  virtual float* state_input() noexcept = 0;              // state_dim floats (nullptr when state_dim == 0)
+  virtual float* vector_input(int i) noexcept = 0;        // ModelSpec::vectors[i].dim floats
   virtual const float* output() const noexcept = 0;       // chunk_size * action_dim floats, (k, A) row-major
   virtual Status run() noexcept = 0;                      // ok or backend_error
 };
@@ -215,11 +222,15 @@ struct ImageView {
   const uint8_t* data = nullptr;  // (height, width, channels) contiguous
   int height = 0, width = 0, channels = 0;
 };
+struct VectorView {
+  const float* data = nullptr;  // dim contiguous floats
+  int dim = 0;
+};
 struct Observation {
   const ImageView* images = nullptr;  // one per camera, in ModelSpec::cameras order
   int n_images = 0;
-  const float* state = nullptr;
-  int state_dim = 0;
+  const VectorView* vectors = nullptr;  // one per vector input, in ModelSpec::vectors order
+  int n_vectors = 0;
   int64_t stamp_ns = 0;  // CLOCK_MONOTONIC capture time
 };
 struct FrameShape {
@@ -243,8 +254,8 @@ class Session {
   int64_t tick() const noexcept { return ens_.tick(); }
 
   // Pieces the Loop uses.
-  Status check(const Observation& obs) const noexcept;  // shapes and finite state
-  void preprocess(const Observation& obs) noexcept;     // frames -> resized model inputs, state copied
+  Status check(const Observation& obs) const noexcept;  // shapes, vector sizes, finite vectors
+  void preprocess(const Observation& obs) noexcept;     // frames -> resized model inputs, vectors copied
   InferContext& context() noexcept { return *ctx_; }
   Ensembler& ensembler() noexcept { return ens_; }
   PostProcessor& post() noexcept { return post_; }
