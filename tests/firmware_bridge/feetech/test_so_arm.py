@@ -139,3 +139,42 @@ def test_rt_run_so101_dry_run_end_to_end(tmp_path):
     finally:
         robot.disconnect()
     assert robot.stop_record.reason is StopReason.END
+
+
+@pytest.mark.slow
+def test_rt_run_cli_so101_dry_run(tmp_path, monkeypatch):
+    """`rt-run --robot so101 --dry-run` as a user runs it: the C++ loop, cameras, bus and emulator."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("onnx")
+    from edgeact.runtime.robots import make_robot
+
+    path = Path(__file__).parents[2] / "runtime" / "core_graphs.py"
+    if not path.is_file():
+        pytest.skip("tests/runtime/core_graphs.py is not available")
+    monkeypatch.syspath_prepend(str(path.parent))  # core_graphs imports its neighbour tiny_policy
+    spec_ = importlib.util.spec_from_file_location("edgeact_test_core_graphs_ft", path)
+    graphs = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(graphs)
+    spec = make_robot("so101", dry_run=True, fps=10.0).spec  # slow: a busy test machine stalls cameras
+    cam = spec.cameras[0]
+    model = graphs.build_graph_policy(
+        tmp_path / "policy", cameras=((cam.name, cam.height // 40, cam.width // 40, "NHWC"),),
+        vectors=(("observation.state", spec.state_names),), action_dim=6, action_names=spec.action_names,
+        chunk_size=8, fps=spec.fps,
+    )  # fmt: skip
+    config = tmp_path / "runtime.yaml"
+    config.write_text("robot: so101\nstale_timeout_s: 5.0\nmax_consecutive_overruns: 1000\n")
+    out = tmp_path / "run.json"
+    cmd = [sys.executable, "-m", "edgeact.runtime.cli", "--robot", "so101", "--model", str(model),
+           "--dry-run", "--duration", "1.5", "--json", str(out), "--config", str(config),
+           "--robot-option", "fps=10"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["robot"] == "so101" and summary["safe_stops"] == []
+    assert summary["ticks"] >= 7  # about 1.5 s at 10 Hz
