@@ -4,7 +4,11 @@
            [--record rollouts/] [--mode ensemble|chunk|async] [--ensemble-coeff M] [--n-action-steps N]
 
 The backend follows the model file (`.onnx` -> ONNX Runtime, `.engine` -> TensorRT). A policy whose sidecar
-does not fit the robot (camera names, resolution, state/action names, rate) is refused, naming the field.
+does not fit the robot is refused before anything runs, naming the input or field: an input the robot cannot
+provide (a camera, `observation.environment_state`) or provides with another size, camera names and
+resolution, state/action names, rate. `pusht-sim` serves image and keypoint policies: without a camera and
+with `observation.environment_state`, it observes the block keypoints (`--robot-option observation=...`
+overrides).
 Simulated robots run one synchronous core step per simulated tick and report PushT's success rate and
 average max overlap; real robots run the real-time C++ loop until `--duration` or Ctrl-C. This module imports
 numpy, PyYAML, onnxruntime (through the core) and the robot's own dependencies, never torch; `--record`
@@ -143,6 +147,18 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     return cfg
 
 
+def _options_for_policy(robot: str, model: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """The robot options the policy's inputs call for (`runner.robot_options_for_policy`). A sidecar that
+    cannot be read changes nothing here: `Policy.load` reports it."""
+    from edgeact.runtime.artifact import ArtifactError, load_artifact
+
+    try:
+        io = load_artifact(model).io
+    except (ArtifactError, OSError):
+        return options
+    return runner.robot_options_for_policy(robot, io, options)
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"rt-run: error: {message}", file=sys.stderr)
     return code
@@ -174,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         options["can_options"] = {**options.get("can_options", {}), **dict(args.can_option)}
     if cfg.max_episode_steps is not None:
         options.setdefault("max_episode_steps", cfg.max_episode_steps)
+    options = _options_for_policy(cfg.robot, args.model, options)
     try:
         robot = make_robot(cfg.robot, **options)
     except (RobotError, TypeError, ValueError) as err:
@@ -274,6 +291,7 @@ def _summary(policy, robot, cfg, args, result, stats, load_s) -> dict[str, Any]:
         "robot": cfg.robot,
         "model": str(args.model),
         "backend": policy.backend,
+        "inputs": policy.artifact.io.input_names,
         "execution": {
             "mode": execution.mode,
             "temporal_ensemble_coeff": execution.temporal_ensemble_coeff,

@@ -1,7 +1,11 @@
 """Closed-loop execution of a policy on a robot: the engine behind `rt-run`.
 
-- `check_policy_matches_robot(policy, spec)`: refuses a policy whose sidecar does not fit the robot (camera
-  names, resolution, state and action names, rate), naming the field that differs.
+- `robot_options_for_policy(robot, io, options)`: what a robot must be told to serve the policy's inputs
+  (`pusht-sim` observes the block keypoints for a camera-free policy that takes
+  `observation.environment_state`).
+- `check_policy_matches_robot(policy, spec)`: refuses a policy whose sidecar does not fit the robot, before
+  anything runs: an input the robot cannot provide (a camera, `observation.environment_state`, ...) or one of
+  another size, named; camera resolution, state and action names, rate.
 - `run_sim(...)`: simulated robots. Each tick is one synchronous `Session.step` of the C++ core, then one
   `robot.command` that advances the simulation by one period of simulated time (10 Hz for PushT), so results
   do not depend on how busy the machine is.
@@ -25,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from edgeact.runtime.config import RuntimeConfig
+from edgeact.runtime.policy_io import ENV_STATE, STATE, PolicyIO, camera_feature
 from edgeact.runtime.robots.base import EpisodeResult, Observation, Robot, RobotError, RobotSpec, SimRobot
 
 log = logging.getLogger(__name__)
@@ -40,9 +45,44 @@ def _names(values: Any) -> list[str]:
     return [str(v) for v in (values or ())]
 
 
+def robot_options_for_policy(robot: str, io: PolicyIO, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` plus what `robot` needs to provide the policy's inputs; options already set are kept.
+
+    `pusht-sim` observes gym-pusht's `environment_state_agent_pos` (`observation="keypoints"`) for a policy
+    without camera that takes `observation.environment_state`, else the camera (docs/rt-run.md).
+    """
+    if robot == "pusht-sim" and "observation" not in options:
+        keypoints = not io.cameras and io.vector(ENV_STATE) is not None
+        return {**options, "observation": "keypoints" if keypoints else "pixels"}
+    return options
+
+
+def _input_problems(policy: Any, spec: RobotSpec) -> list[str]:
+    """The policy's inputs the robot cannot provide, or provides with another size, each named."""
+    problems = []
+    for cam in policy.cameras:
+        if cam.name not in spec.camera_names:
+            problems.append(
+                f"robot {spec.name} cannot provide input {camera_feature(cam.name)!r} (camera {cam.name!r}; "
+                f"its cameras: {list(spec.camera_names)})"
+            )
+    robot_dims = {STATE: len(spec.state_names), **spec.vector_dims}
+    for vec in policy.vectors:
+        have = robot_dims.get(vec.feature, 0)
+        if have == 0:
+            provided = [f"{k} ({n})" for k, n in robot_dims.items() if n]
+            problems.append(
+                f"robot {spec.name} cannot provide input {vec.feature!r} ({vec.dim} values; it provides "
+                f"{provided or 'no vector'})"
+            )
+        elif have != vec.dim:
+            problems.append(f"input {vec.feature!r} has {vec.dim} values in the model, robot gives {have}")
+    return problems
+
+
 def check_policy_matches_robot(policy: Any, spec: RobotSpec, model: str = "policy") -> None:
-    """Raise PolicyMismatchError unless cameras, resolutions, state/action names and rate agree."""
-    problems: list[str] = []
+    """Raise PolicyMismatchError unless inputs, resolutions, state/action names and rate agree."""
+    problems = _input_problems(policy, spec)
     model_cams = {c.name: c for c in policy.cameras}
     if sorted(model_cams) != sorted(spec.camera_names):
         problems.append(f"camera names differ: model {sorted(model_cams)}, robot {sorted(spec.camera_names)}")
@@ -57,10 +97,21 @@ def check_policy_matches_robot(policy: Any, spec: RobotSpec, model: str = "polic
                 f"camera {cam.name!r} resolution differs: model {mc.height}x{mc.width}, "
                 f"robot {cam.height}x{cam.width} (only same-size or a downscale with the same aspect ratio)"
             )
-    if _names(policy.state_names) != list(spec.state_names):
+    has_state = any(v.feature == STATE for v in policy.vectors)
+    same_size = len(policy.state_names) == len(spec.state_names)  # a size difference is named above
+    if has_state and same_size and _names(policy.state_names) != list(spec.state_names):
         problems.append(
             f"state_names differ: model {_names(policy.state_names)}, robot {list(spec.state_names)}"
         )
+    robot_vectors = dict(spec.vectors)
+    for vec in policy.vectors:
+        names = robot_vectors.get(vec.feature)
+        if names is not None and len(names) == vec.dim and tuple(names) != vec.names:
+            # Datasets label these inconsistently (LeRobot's info.json may give none: export numbers them),
+            # so only the size is binding; the difference is logged.
+            log.warning(
+                "%s element names differ: model %s, robot %s", vec.feature, list(vec.names), list(names)
+            )
     if _names(policy.action_names) != list(spec.action_names):
         problems.append(
             f"action_names differ: model {_names(policy.action_names)}, robot {list(spec.action_names)}"
@@ -143,7 +194,7 @@ def run_sim(
         session.reset(initial_command=_initial_command(spec, obs))
         while not robot.episode_done:
             t0 = time.perf_counter_ns()
-            command, status = session.step(obs.images, obs.state)
+            command, status = session.step(obs.images, obs.state, obs.vectors)
             step_ns = time.perf_counter_ns() - t0
             _add_timings(result, session.last_timings, step_ns)
             result.count(status)
@@ -216,7 +267,7 @@ def run_realtime(
                 obs = robot.observe()
                 # the watchdog ages the observation by its oldest camera frame: a stalled camera goes stale
                 stamp = min([obs.timestamp, *obs.image_timestamps.values()])
-                loop.post_observation(obs.images, obs.state, int(stamp * 1e9))
+                loop.post_observation(obs.images, obs.state, int(stamp * 1e9), vectors=obs.vectors)
                 cmd = loop.wait_command(after_seq=last_seq, timeout_s=2.0 / spec.fps)
                 if cmd is None:
                     continue

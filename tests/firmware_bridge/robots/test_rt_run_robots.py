@@ -40,15 +40,11 @@ def _policy_for(robot_name: str, out: Path) -> Path:
     spec = make_robot(robot_name, dry_run=True, **OPTIONS[robot_name]).spec
     cam = spec.cameras[0]
     n = len(spec.action_names)
-    model = core_graphs.build_graph_policy(
-        out, cameras=((cam.name, cam.height // 40, cam.width // 40, "NHWC"),), state_dim=n, action_dim=n,
-        chunk_size=8, fps=spec.fps,
+    return core_graphs.build_graph_policy(
+        out, cameras=((cam.name, cam.height // 40, cam.width // 40, "NHWC"),),
+        vectors=(("observation.state", tuple(spec.state_names)),), action_dim=n,
+        action_names=tuple(spec.action_names), chunk_size=8, fps=spec.fps,
     )  # fmt: skip
-    sidecar = json.loads(model.with_suffix(".json").read_text())
-    sidecar["state_names"] = list(spec.state_names)
-    sidecar["action_names"] = list(spec.action_names)
-    model.with_suffix(".json").write_text(json.dumps(sidecar))
-    return model
 
 
 @pytest.mark.parametrize("robot", ["widowx", "can-arm"])
