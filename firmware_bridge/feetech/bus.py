@@ -162,12 +162,21 @@ class FeetechBus:
         return self.transact(p.ping(motor_id), motor_id, allow_status=True).error or 0
 
     def read(self, motor_id: int, address: int, length: int, *, allow_status: bool = False) -> bytes:
-        pkt = self.transact(p.read(motor_id, address, length), motor_id, allow_status=allow_status)
-        if len(pkt.params) != length:
-            raise PacketError(
-                f"{self._where(motor_id)} returned {len(pkt.params)} bytes for a {length}-byte read "
-                f"at address {address}"
-            )
+        """`length` bytes at `address`. A response of another length (a late answer to an earlier
+        instruction of this id: the protocol has no sequence numbers) is a packet error, and retried."""
+
+        def receive(deadline: float) -> p.Packet:
+            pkt = self._expect(motor_id, deadline)
+            if len(pkt.params) != length:
+                raise PacketError(
+                    f"{self._where(motor_id)} returned {len(pkt.params)} bytes for a {length}-byte read "
+                    f"at address {address}"
+                )
+            return pkt
+
+        pkt = self._exchange(p.read(motor_id, address, length), f"read of servo {motor_id}", 1, receive)
+        if pkt.error and not allow_status:
+            raise status_error(motor_id, pkt.error, self.device, self.names.get(motor_id))
         return pkt.params
 
     def write(self, motor_id: int, address: int, data: bytes) -> None:
