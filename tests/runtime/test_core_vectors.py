@@ -149,3 +149,17 @@ def test_loop_serves_a_keypoint_policy(policy: Policy) -> None:
     lo, hi = chunk.min(axis=0) - 1e-5, chunk.max(axis=0) + 1e-5
     assert all(np.all((c.values >= lo) & (c.values <= hi)) for c in cmds)
     assert not loop.stats().safe_stopped
+
+
+def test_a_policy_without_state_ignores_the_robots_state(tmp_path: Path) -> None:
+    path = build_graph_policy(tmp_path, vectors=((ENV_STATE, 4),), chunk_size=4)
+    policy = Policy.load(path, PolicyParams(warmup_runs=1))
+    assert policy.state_dim == 0 and [v.feature for v in policy.vectors] == [ENV_STATE]
+    rng = np.random.default_rng(4)
+    images = {"image": rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)}
+    env = {ENV_STATE: rng.uniform(-1, 1, 4).astype(np.float32)}
+    with_state, _ = policy.session().step(images, np.zeros(7, np.float32), env)  # any state: not an input
+    without, _ = policy.session().step(images, None, env)
+    np.testing.assert_array_equal(with_state, without)
+    want = ort_infer(path)(preprocess(images, env, policy.cameras, [ENV_STATE]))[0, 0]
+    np.testing.assert_allclose(without, want, atol=1e-5)

@@ -116,3 +116,21 @@ def test_inputs_the_robot_cannot_provide_are_refused(tmp_path: Path, policy, fla
     assert rc == 2 and summary == {}  # exit 2: bad input, before any episode (runtime/cli.py)
     err = capsys.readouterr().err
     assert "does not fit robot pusht-sim" in err and re.search(message, err), err
+
+
+def test_a_state_free_keypoint_policy_fits_the_keypoint_sim() -> None:
+    from types import SimpleNamespace
+
+    from edgeact.runtime.robots.pusht_sim import PushTSim
+    from edgeact.runtime.runner import PolicyMismatchError, check_policy_matches_robot
+
+    spec = PushTSim(observation="keypoints").spec
+    policy = SimpleNamespace(
+        cameras=(), vectors=(VectorInput(ENV_STATE, PUSHT_KEYPOINT_NAMES),), state_names=(),
+        action_names=spec.action_names, fps=spec.fps,
+    )  # fmt: skip
+    check_policy_matches_robot(policy, spec)  # the robot's state is simply not used
+    policy.vectors = (VectorInput(STATE, ("x", "y", "z")), *policy.vectors)
+    policy.state_names = ("x", "y", "z")
+    with pytest.raises(PolicyMismatchError, match=r"input 'observation\.state' has 3 values in the model"):
+        check_policy_matches_robot(policy, spec)
