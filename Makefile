@@ -18,7 +18,7 @@ STAMP := $(VENV)/.edgeact-deps
 EXT_STAMP := $(VENV)/.edgeact-ext
 CPP_SOURCES := CMakeLists.txt $(shell find cpp_ext -type f 2>/dev/null)
 
-.PHONY: install build test cpp-test demo lint bench clean check-trt
+.PHONY: install build test cpp-test demo lint bench clean check-trt test-py310
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test: install
 # Needs no venv; says SKIPPED when ../shared is absent (the product never needs those headers).
 check-trt:
 	PYTHON=$(PYTHON) bash scripts/check_trt.sh
+
+# The robot-computer install on Python 3.10 + numpy 1.x without torch (scripts/test_py310.sh): wheel, installed
+# size of edgeact[runtime], tests/runtime in a fresh venv, one rt-run episode. Minutes; not part of `make test`.
+test-py310:
+	bash scripts/test_py310.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
