@@ -18,7 +18,7 @@ STAMP := $(VENV)/.edgeact-deps
 EXT_STAMP := $(VENV)/.edgeact-ext
 CPP_SOURCES := CMakeLists.txt $(shell find cpp_ext -type f 2>/dev/null)
 
-.PHONY: install build test cpp-test demo lint bench clean check-trt test-py310
+.PHONY: install build test cpp-test demo lint bench clean check-trt test-py310 test-aarch64
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ check-trt:
 # size of edgeact[runtime], tests/runtime in a fresh venv, one rt-run episode. Minutes; not part of `make test`.
 test-py310:
 	bash scripts/test_py310.sh
+
+# The C++ core and its tests cross-compiled for aarch64 and run under qemu-user, with the aarch64 libonnxruntime of
+# the onnxruntime wheel (scripts/test_aarch64.sh; installs the cross compiler and qemu with apt-get when missing).
+test-aarch64:
+	bash scripts/test_aarch64.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
