@@ -29,6 +29,9 @@ if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64-st
 fi
 bash scripts/fetch_ort_headers.sh
 
+if [ -n "${ORT_AARCH64_VERSION:-}" ] && ! grep -q "^onnxruntime-$ORT_AARCH64_VERSION-" "$ort_dir/SOURCE_WHEEL" 2>/dev/null; then
+  rm -rf "$ort_dir"  # another version was asked for
+fi
 if ! ls "$ort_dir"/libonnxruntime.so.* >/dev/null 2>&1; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
