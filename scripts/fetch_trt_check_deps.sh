@@ -20,8 +20,10 @@ echo "fetching nvidia-cuda-runtime-cu12 and nvidia-cuda-nvcc-cu12 ($cuda_version
 "$python" -m pip download -q --no-deps --only-binary=:all: -d "$work" \
   "nvidia-cuda-runtime-cu12==$cuda_version" "nvidia-cuda-nvcc-cu12==$cuda_version"
 mkdir -p "$work/x"
-for whl in "$work"/*.whl; do
-  unzip -q -o "$whl" 'nvidia/*/include/*' -d "$work/x"
+for whl in "$work"/*.whl; do  # a wheel is a zip file; only its include folders are extracted
+  "$python" -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+z.extractall(sys.argv[2], [n for n in z.namelist() if "/include/" in n])' "$whl" "$work/x"
   basename "$whl" >> "$work/x/SOURCE_WHEELS"
 done
 rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
