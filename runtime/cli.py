@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    if args.model.suffix == ".json":  # the sidecar: its hash would be checked against itself (issue 12)
+        return _fail(
+            f"{args.model}: --model takes the model file ({args.model.stem}.onnx or .engine), not its sidecar"
+        )
     try:
         cfg = _config_from_args(args)
     except (RuntimeConfigError, ValueError) as err:

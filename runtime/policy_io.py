@@ -266,17 +266,28 @@ class Fields:
 
 
 def _short(value: Any) -> str:
-    text = (
-        repr(value)
-        if not isinstance(value, int) or abs(value) < 10**30
-        else f"an int of {len(str(value))} digits"
-    )
+    """A short repr for messages; safe for 5000-digit ints (str() refuses them) and deep nesting."""
+    if _is_int(value) and abs(value) >= 10**30:
+        return f"an int of about {int(value.bit_length() * 0.30103) + 1} digits"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # a list nested beyond the recursion limit, or holding a huge int
+        text = f"a {type(value).__name__} too deep or too large to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_io(doc: Any, where: str | Path, *, error: type[Exception] = PolicyIOError) -> PolicyIO:
     """The `PolicyIO` of a sidecar object (schema 1 or 2), validated; `error`s name the file and field."""
     root = doc if isinstance(doc, Fields) else Fields(doc, where, error=error)
+    try:
+        return _parse_io(root)
+    except (
+        RecursionError
+    ) as err:  # an object nested beyond the interpreter's limit (json.loads refuses those)
+        raise root.error(f"{where}: the sidecar is nested too deeply") from err
+
+
+def _parse_io(root: Fields) -> PolicyIO:
     version = root.get("schema_version", int)
     if version not in READABLE_SCHEMA_VERSIONS:
         raise root.fail(
