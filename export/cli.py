@@ -97,7 +97,7 @@ def export_checked(args: argparse.Namespace) -> Checked:
     from edgeact.export import onnx as onnx_export
     from edgeact.export import verify
     from edgeact.export.errors import ParityError
-    from edgeact.export.wrap import ExportWrapper, run_torch
+    from edgeact.export.wrap import ExportWrapper, float64_runner, run_torch
 
     policy, doc, spec = _load(args.checkpoint)
     # torch sets up its own loggers on import; its exporter's notes (optional torchvision ops) are noise.
@@ -121,12 +121,14 @@ def export_checked(args: argparse.Namespace) -> Checked:
     def reference(feeds: dict[str, Any]) -> Any:
         return run_torch(wrapper, spec, feeds)
 
-    report = verify.check_parity(
+    report = verify.check_parity_f64(
+        float64_runner(policy, spec),
         reference,
         verify.ort_runner(model.SerializeToString()),
         spec,
         cases,
-        tolerance=verify.ONNX_PARITY_TOLERANCE,
+        factor=verify.PARITY_FACTOR,
+        floor=verify.ONNX_PARITY_TOLERANCE,
     )
     print(report.summary())
     if not report.passed:

@@ -17,8 +17,12 @@ from edgeact.export.artifact import PolicySpec
 
 log = logging.getLogger(__name__)
 
-# Max abs error between PyTorch and ONNX Runtime, on normalized actions (float32 everywhere).
+# ONNX Runtime is compared with a float64 PyTorch reference. Both float32 implementations round differently,
+# so the bound follows the model: ONNX Runtime may be PARITY_FACTOR times as far from float64 as PyTorch
+# float32 is (measured ratios 0.9 to 3.0, docs/export.md "Parity"), and is never held below
+# ONNX_PARITY_TOLERANCE (max abs error on normalized actions).
 ONNX_PARITY_TOLERANCE = 1e-5
+PARITY_FACTOR = 4.0
 # Relative errors divide by max(|reference|, this) so that actions at exactly 0 do not blow up the ratio.
 REL_FLOOR = 1e-6
 
@@ -42,6 +46,11 @@ class ParityReport:
     tolerance: float
     cases: list[CaseError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    baseline: list[CaseError] = field(default_factory=list)  # PyTorch float32 vs the same reference
+
+    @property
+    def baseline_max_abs_normalized(self) -> float | None:
+        return max((c.max_abs_normalized for c in self.baseline), default=None)
 
     @property
     def max_abs(self) -> float:
@@ -70,15 +79,26 @@ class ParityReport:
             "tolerance": self.tolerance,
             "cases": len(self.cases),
             "real_frames": sum(c.source.startswith("dataset") for c in self.cases),
-        }
+            **(
+                {"pytorch_fp32_max_abs_err_normalized": self.baseline_max_abs_normalized,
+                 "tolerance_rule": f"max({PARITY_FACTOR:g} x pytorch_fp32, {ONNX_PARITY_TOLERANCE:g})"}
+                if self.baseline else {}
+            ),
+        }  # fmt: skip
 
     def summary(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
+        base = self.baseline_max_abs_normalized
+        fp32 = (
+            f"; pytorch float32 vs {self.reference}: max abs normalized {base:.3e}"
+            if base is not None
+            else ""
+        )
         return (
             f"parity {self.candidate} vs {self.reference} over {len(self.cases)} inputs: "
             f"max abs {self.max_abs:.3e}, "
             f"max rel {self.max_rel:.3e}, max abs normalized {self.max_abs_normalized:.3e} "
-            f"(tolerance {self.tolerance:.0e}): {verdict}"
+            f"(tolerance {self.tolerance:.2e}){fp32}: {verdict}"
         )
 
 
@@ -126,6 +146,30 @@ def check_parity(
     report = ParityReport(reference=names[0], candidate=names[1], tolerance=tolerance)
     for source, feeds in cases:
         report.cases.append(compare(reference(feeds), candidate(feeds), spec, source))
+    log.info(report.summary())
+    return report
+
+
+def check_parity_f64(
+    reference64: Callable[[dict[str, np.ndarray]], np.ndarray],
+    torch32: Callable[[dict[str, np.ndarray]], np.ndarray],
+    candidate: Callable[[dict[str, np.ndarray]], np.ndarray],
+    spec: PolicySpec,
+    cases: Sequence[tuple[str, dict[str, np.ndarray]]],
+    *,
+    factor: float | None = None,
+    floor: float | None = None,
+) -> ParityReport:
+    """`candidate` and PyTorch float32 against the float64 reference; the tolerance is
+    max(factor x PyTorch float32's error, floor) (module constants by default)."""
+    factor = PARITY_FACTOR if factor is None else factor
+    floor = ONNX_PARITY_TOLERANCE if floor is None else floor
+    report = ParityReport(reference="pytorch-float64", candidate="onnxruntime", tolerance=floor)
+    for source, feeds in cases:
+        ref = reference64(feeds)
+        report.baseline.append(compare(ref, torch32(feeds), spec, source))
+        report.cases.append(compare(ref, candidate(feeds), spec, source))
+    report.tolerance = max(factor * (report.baseline_max_abs_normalized or 0.0), floor)
     log.info(report.summary())
     return report
 

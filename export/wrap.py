@@ -10,13 +10,18 @@ fixes the argument order and the layout, so the exported graph is exactly the pa
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from edgeact.export.artifact import ENV_STATE, STATE, PolicySpec
 from edgeact.export.verify import random_inputs
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-__all__ = ["ExportWrapper", "random_inputs", "run_torch", "to_torch_args"]
+__all__ = ["ExportWrapper", "Float64Mode", "float64_runner", "random_inputs", "run_torch", "to_torch_args"]
 
 
 class ExportWrapper(nn.Module):
@@ -48,3 +53,38 @@ def to_torch_args(spec: PolicySpec, feeds: dict[str, np.ndarray]) -> tuple[torch
 def run_torch(wrapper: ExportWrapper, spec: PolicySpec, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """The PyTorch reference output for one set of feeds: `float32 (1, k, A)`."""
     return wrapper(*to_torch_args(spec, feeds)).float().numpy()
+
+
+class Float64Mode(TorchFunctionMode):
+    """Runs float32 code in float64: `.float()`, `.to(torch.float32)` and `dtype=torch.float32` become
+    float64 (the model casts to float32 in a few places, e.g. uint8 images and the zero latent), so a
+    `.double()` copy of the policy computes the whole chunk in float64: the reference for parity."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is torch.Tensor.float:
+            func = torch.Tensor.double
+        if kwargs.get("dtype") is torch.float32:
+            kwargs["dtype"] = torch.float64
+        args = tuple(torch.float64 if a is torch.float32 else a for a in args)
+        return func(*args, **kwargs)
+
+
+def float64_runner(policy: nn.Module, spec: PolicySpec) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """feeds -> float64 `(1, k, A)` from a float64 copy of `policy` (the policy itself is left as it is)."""
+    wrapper = ExportWrapper(copy.deepcopy(policy).double(), spec).eval()
+
+    @torch.no_grad()
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)  # tensors made without a dtype (arange of floats, ...)
+        try:
+            with Float64Mode():
+                out = wrapper(*to_torch_args(spec, feeds))
+        finally:
+            torch.set_default_dtype(default)
+        if out.dtype != torch.float64:
+            raise RuntimeError(f"the float64 reference computed in {out.dtype}")
+        return out.numpy()
+
+    return run

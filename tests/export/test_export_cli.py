@@ -110,6 +110,7 @@ def test_onnx_input_needs_trt_format(tmp_path: Path, capsys) -> None:
 def test_parity_failure_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     """With a zero tolerance the float32 round-off alone fails the check (legacy exporter, opset 17)."""
     monkeypatch.setattr(verify, "ONNX_PARITY_TOLERANCE", 0.0)
+    monkeypatch.setattr(verify, "PARITY_FACTOR", 0.0)
     argv = [str(tiny_checkpoint), "--output", str(tmp_path), "--exporter", "legacy", "--parity-frames", "2"]
     rc, text = _run(capsys, [*argv, "--parity-random", "1"])
     assert rc == 5 and "FAILED" in text and "nothing written" in text
