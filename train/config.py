@@ -84,6 +84,11 @@ class ACTConfig:
                 raise ValueError(f"ACTConfig.{name}: expected true or false, got {getattr(self, name)!r}")
         _check_choice("execution_mode", self.execution_mode, EXECUTION_MODES)
         _check_choice("feedforward_activation", self.feedforward_activation, ACTIVATIONS)
+        if self.vision_backbone in ("resnet34", "resnet50"):  # LeRobot's other choices
+            raise ValueError(
+                f"ACTConfig.vision_backbone: {self.vision_backbone!r} is not implemented here "
+                f"(train/backbone.py has resnet18 only); train or re-train the policy with resnet18"
+            )
         _check_choice("vision_backbone", self.vision_backbone, BACKBONES)
         if self.n_action_steps is not None:
             _check_positive_int("n_action_steps", self.n_action_steps)
@@ -100,7 +105,15 @@ class ACTConfig:
             raise ValueError(
                 f"ACTConfig.dim_model: must be a multiple of 4 (2-D sine embedding), got {self.dim_model}"
             )
-        _check_real("temporal_ensemble_coeff", self.temporal_ensemble_coeff, low=0.0)
+        # Any sign, as LeRobot allows: m < 0 weighs the newest chunk most (w_i = exp(-m i), i = 0 the oldest).
+        # The weights must stay finite in float32 (exp(88.7) overflows): -m (chunk_size - 1) <= 80.
+        _check_real("temporal_ensemble_coeff", self.temporal_ensemble_coeff, low=-math.inf)
+        lowest = -80.0 / max(self.chunk_size - 1, 1)
+        if self.temporal_ensemble_coeff < lowest:
+            raise ValueError(
+                f"ACTConfig.temporal_ensemble_coeff: {self.temporal_ensemble_coeff} overflows the ensemble "
+                f"weights exp(-m i) for chunk_size {self.chunk_size}; use m >= {lowest:.4g}"
+            )
         _check_real("kl_weight", self.kl_weight, low=0.0)
         _check_real("dropout", self.dropout, low=0.0)
         if self.dropout >= 1.0:

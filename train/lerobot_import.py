@@ -179,11 +179,20 @@ def _stats_entry(feature: str, mode: str, found: dict[str, torch.Tensor], size: 
             )
         return found[stat].double().reshape(-1)
 
+    if mode != "IDENTITY" and not found:  # LeRobot passes a feature without statistics through unchanged
+        log.warning("%s: no statistics for %r; passed through unnormalized, as LeRobot does", where, feature)
+        mode = "IDENTITY"
     if mode == "MEAN_STD":
         mean, std = get("mean"), get("std")
     elif mode == "MIN_MAX":
         low, high = get("min"), get("max")
         mean, std = (low + high) / 2, (high - low) / 2
+        # A constant dimension (min == max): LeRobot divides by eps instead of 0, so the constant maps to -1
+        # (its processor's MIN_MAX branch). Ours is (x - mean) / (std + 1e-8): mean = min + s, std = s with
+        # s >> 1e-8 maps the constant to -1 / (1 + 1e-5) and unnormalizes any output to within 2 s of it.
+        flat = high == low
+        step = 1e-3 * torch.clamp(low.abs(), min=1.0)
+        mean, std = torch.where(flat, low + step, mean), torch.where(flat, step, std)
     elif mode == "IDENTITY":
         mean, std = torch.zeros(size, dtype=torch.float64), torch.ones(size, dtype=torch.float64)
     else:
@@ -193,6 +202,61 @@ def _stats_entry(feature: str, mode: str, found: dict[str, torch.Tensor], size: 
         if stat in found:
             entry[stat] = found[stat].double().reshape(-1).tolist()
     return entry
+
+
+def _dataset_features(dataset: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The features of the training dataset's meta/info.json, when it is on this machine: its `root`, else
+    `$HF_LEROBOT_HOME/<repo_id>` (LeRobot's cache layout)."""
+    from edgeact.train.data.resolve import lerobot_home
+
+    places = []
+    if isinstance(dataset.get("root"), str):
+        places.append(Path(dataset["root"]).expanduser())
+    if isinstance(dataset.get("repo_id"), str):
+        places.append(lerobot_home() / dataset["repo_id"])
+    for place in places:
+        info = place / "meta" / "info.json"
+        if info.is_file():
+            try:
+                feats = _read_json(info).get("features")
+            except LeRobotImportError as err:
+                log.warning("%s; joint names not taken from it", err)
+                continue
+            if isinstance(feats, dict):
+                return feats, str(info)
+    log.warning(
+        "joint names unknown (the dataset %s is not on this machine): they will be 0, 1, ...; "
+        "pass --features <dataset>/meta/info.json to keep the dataset's names",
+        dataset.get("repo_id") or "of train_config.json",
+    )
+    return None, ""
+
+
+def _vector_names(info: Any, dim: int) -> list[str] | None:
+    names = info.get("names") if isinstance(info, dict) else None
+    if isinstance(names, dict):  # LeRobot v2 datasets write {"motors": [...]}
+        names = next(iter(names.values()), None)
+    if isinstance(names, list) and len(names) == dim and all(isinstance(n, str | int) for n in names):
+        return [str(n) for n in names]
+    return None
+
+
+def _apply_names(feats: dict[str, Any], given: dict[str, Any], where: str) -> None:
+    """Element names of the vector features (state, environment state, action) from an info.json's
+    features. Camera names there describe the dataset's (height, width, channel) frames, not the
+    policy's (C, H, W) input, so they are not taken."""
+    if not isinstance(given, dict):
+        raise LeRobotImportError(f"{where}: 'features' must be an object")
+    for key, feat in feats.items():
+        if is_camera_key(key) or key not in given:
+            continue
+        names = _vector_names(given[key], feat["shape"][0])
+        if names is None and isinstance(given[key], dict) and given[key].get("names") is not None:
+            raise LeRobotImportError(
+                f"{where}: features[{key!r}].names does not hold {feat['shape'][0]} names "
+                f"(the checkpoint's {key!r} has {feat['shape'][0]} dimensions)"
+            )
+        feat["names"] = names
 
 
 def import_lerobot_act(
@@ -205,8 +269,9 @@ def import_lerobot_act(
 ) -> Path:
     """Convert a LeRobot ACT `pretrained_model/` folder; returns the written checkpoint step folder.
 
-    `features` (info.json-style, optional) supplies joint and camera names for the matching features; `fps`
-    is needed when the folder's `train_config.json` does not name the environment's rate.
+    `features` (an info.json's `features`, optional) supplies the joint names of the state and action; without
+    it they come from the training dataset's meta/info.json when that is on this machine. `fps` is needed
+    when the folder's `train_config.json` does not name the environment's rate.
     """
     from edgeact.train.checkpoint import LAST, checkpoints_dir, save_checkpoint
 
@@ -226,9 +291,12 @@ def import_lerobot_act(
         mode = mapping.get(_GROUPS[kind], "IDENTITY")
         size = feats[key]["shape"][0]  # channels (C, H, W) or vector size
         stats[key] = _stats_entry(key, mode, found.get(key, {}), size, str(folder))
-    for key, given in (features or {}).items():
-        if key in feats and given.get("names") is not None:
-            feats[key]["names"] = given["names"]
+    train_cfg = _read_json(folder / "train_config.json") if (folder / "train_config.json").is_file() else {}
+    dataset = train_cfg.get("dataset") if isinstance(train_cfg.get("dataset"), dict) else {}
+    names_from = "--features"
+    if features is None:
+        features, names_from = _dataset_features(dataset)
+    _apply_names(feats, features or {}, names_from)
 
     policy = ACTPolicy(cfg, feats, stats, load_pretrained_backbone=False)
     model_state = {k: v for k, v in weights.items() if not k.startswith(_OLD_BUFFER_PREFIXES)}
@@ -249,14 +317,12 @@ def import_lerobot_act(
         raise LeRobotImportError(f"{folder / 'model.safetensors'}: wrong shapes: {wrong[:8]}")
     policy.load_state_dict(model_state, strict=False)  # normalization buffers were built from the stats
 
-    train_cfg = _read_json(folder / "train_config.json") if (folder / "train_config.json").is_file() else {}
     env = train_cfg.get("env") if isinstance(train_cfg.get("env"), dict) else {}
     fps = fps if fps is not None else env.get("fps")
     if fps is None:
         raise LeRobotImportError(
             f"{folder}: the control rate is unknown (no env.fps in train_config.json); pass fps"
         )
-    dataset = train_cfg.get("dataset") if isinstance(train_cfg.get("dataset"), dict) else {}
     cams = [k for k in feats if is_camera_key(k)]
     config = {
         "policy": cfg.to_dict(),
@@ -282,8 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=None)
     parser.add_argument("--features", type=Path, default=None, help="info.json whose feature names to keep")
     args = parser.parse_args(argv)
-    names = _read_json(args.features).get("features") if args.features else None
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        names = _read_json(args.features).get("features") if args.features else None
+        if args.features and not isinstance(names, dict):
+            raise LeRobotImportError(
+                f"{args.features}: no 'features' object (expected a dataset's info.json)"
+            )
         out = import_lerobot_act(args.folder, args.output, fps=args.fps, features=names)
     except LeRobotImportError as err:
         print(f"error: {err}")

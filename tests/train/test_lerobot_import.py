@@ -154,7 +154,7 @@ def lerobot_weights() -> dict[str, torch.Tensor]:
 
 
 def write_lerobot_folder(
-    folder: Path, weights: dict[str, torch.Tensor], *, old_buffers: bool = False
+    folder: Path, weights: dict[str, torch.Tensor], *, old_buffers: bool = False, stats: dict | None = None
 ) -> None:
     """config.json, train_config.json, model.safetensors and the processor files, as LeRobot lays them out."""
     weights = dict(weights)
@@ -162,7 +162,11 @@ def write_lerobot_folder(
     (folder / "config.json").write_text(json.dumps(lerobot_config()))
     train_cfg = {"env": {"type": "pusht", "fps": 10}, "dataset": {"repo_id": "lerobot/pusht"}}
     (folder / "train_config.json").write_text(json.dumps(train_cfg))
-    flat = {f"{k}.{s}": torch.tensor(v, dtype=torch.float32) for k, d in STATS.items() for s, v in d.items()}
+    flat = {
+        f"{k}.{s}": torch.tensor(v, dtype=torch.float32)
+        for k, d in (stats or STATS).items()
+        for s, v in d.items()
+    }
     if old_buffers:  # LeRobot before the processors kept the statistics in the model's buffers
         for key, value in flat.items():
             feature, stat = key.rsplit(".", 1)
@@ -284,6 +288,75 @@ def test_import_errors_name_the_problem(tmp_path, weights, lerobot_folder):
     import_lerobot_act(no_fps, tmp_path / "run", fps=30)
     with pytest.raises(LeRobotImportError, match="already holds a checkpoint"):
         import_lerobot_act(no_fps, tmp_path / "run", fps=30)
+
+
+def _info_json(path: Path) -> Path:
+    """A LeRobot v2.1 meta/info.json as datasets write it: camera names in (height, width, channel) order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    features = {
+        "observation.image": {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channel"]},
+        "observation.state": {"dtype": "float32", "shape": [S], "names": {"motors": ["x", "y", "z"]}},
+        "action": {"dtype": "float32", "shape": [A], "names": ["vx", "vy"]},
+    }
+    path.write_text(json.dumps({"codebase_version": "v2.1", "fps": 10, "features": features}))
+    return path
+
+
+def test_joint_names_from_info_json_or_the_dataset(tmp_path, lerobot_folder, monkeypatch, caplog):
+    """Issue 12: `--features info.json` crashed on a real info.json (image names applied to a CHW shape);
+    without it, names come from the training dataset's metadata when present, else the warning says how."""
+    from edgeact.export.artifact import spec_from_checkpoint_config
+    from edgeact.train.lerobot_import import main
+
+    info = _info_json(tmp_path / "ds" / "meta" / "info.json")
+    assert main([str(lerobot_folder), str(tmp_path / "a"), "--features", str(info)]) == 0
+    doc = json.loads((tmp_path / "a" / "checkpoints" / "last" / "config.json").read_text())
+    spec = spec_from_checkpoint_config(doc)
+    assert (spec.state_names, spec.action_names) == (("x", "y", "z"), ("vx", "vy"))
+    assert [(c.height, c.width, c.channels) for c in spec.cameras] == [(H, W, 3)]
+
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "home"))
+    with caplog.at_level("WARNING"):
+        import_lerobot_act(lerobot_folder, tmp_path / "b")
+    assert "pass --features <dataset>/meta/info.json" in caplog.text and "lerobot/pusht" in caplog.text
+    _info_json(tmp_path / "home" / "lerobot" / "pusht" / "meta" / "info.json")
+    step = import_lerobot_act(lerobot_folder, tmp_path / "c")
+    spec = spec_from_checkpoint_config(json.loads((step / "config.json").read_text()))
+    assert (spec.state_names, spec.action_names) == (("x", "y", "z"), ("vx", "vy"))
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"features": {"action": {"shape": [7], "names": ["a"] * 7}}}))
+    with pytest.raises(LeRobotImportError, match=r"--features: features\['action'\]\.names does not hold 2"):
+        import_lerobot_act(lerobot_folder, tmp_path / "d", features=json.loads(bad.read_text())["features"])
+
+
+def test_lerobot_normalization_edge_cases(tmp_path, weights):
+    """Issue 12, matching LeRobot's processors: MIN_MAX of a constant dimension maps it to -1 (not 0);
+    a feature without statistics is passed through; a negative temporal_ensemble_coeff is kept."""
+    pytest.importorskip("edgeact.train.checkpoint")
+    from edgeact.train.checkpoint import load_policy
+
+    stats = {k: dict(v) for k, v in STATS.items()}
+    stats["observation.state"] = {**stats["observation.state"], "min": [-5, 7, 10], "max": [5, 7, 30]}
+    del stats["action"]  # no action statistics at all
+    write_lerobot_folder(tmp_path / "lr", weights, stats=stats)
+    folder = variant(tmp_path / "lr", tmp_path / "pm", temporal_ensemble_coeff=-0.05)
+    import_lerobot_act(folder, tmp_path / "run")
+    policy, doc = load_policy(tmp_path / "run")
+    assert doc["policy"]["execution_mode"] == "ensemble" and doc["policy"]["temporal_ensemble_coeff"] == -0.05
+    state = torch.tensor([[0.0, 7.0, 20.0]])
+    got = policy.normalize.normalize("observation.state", state)
+    torch.testing.assert_close(got, torch.tensor([[0.0, -1.0, 0.0]]), atol=1e-4, rtol=0)
+    y = torch.randn(1, K, A)
+    torch.testing.assert_close(policy.normalize.unnormalize("action", y), y)  # passed through
+    with pytest.raises(LeRobotImportError, match=r"temporal_ensemble_coeff: -100.*chunk_size 6"):
+        import_lerobot_act(
+            variant(tmp_path / "lr", tmp_path / "neg", temporal_ensemble_coeff=-100), tmp_path / "x"
+        )
+    with pytest.raises(LeRobotImportError, match=r"'resnet34' is not implemented here.*resnet18"):
+        import_lerobot_act(
+            variant(tmp_path / "lr", tmp_path / "r34", vision_backbone="resnet34"), tmp_path / "y"
+        )
 
 
 # ------------------------------------------------------------------------------------------ the real package
