@@ -113,8 +113,11 @@ def export_checked(args: argparse.Namespace) -> Checked:
             f"{fold.before.bytes / 1e6:.2f} -> {fold.after.bytes / 1e6:.2f} MB"
         )
     cases, why_not = verify.dataset_cases(spec, doc, args.parity_frames)
-    if why_not and args.parity_frames > 0:
-        print(f"parity: no real frames ({why_not}); random inputs only")
+    if why_not and args.parity_frames > 0:  # loud: random inputs say little about real camera frames
+        print(
+            f"export-policy: warning: parity without real frames: {why_not}; random inputs only",
+            file=sys.stderr,
+        )
     cases += verify.random_cases(spec, args.parity_random)
     wrapper = ExportWrapper(policy, spec).eval()
 

@@ -177,37 +177,56 @@ def check_parity_f64(
 def dataset_cases(
     spec: PolicySpec, config: dict[str, Any], count: int
 ) -> tuple[list[tuple[str, dict[str, np.ndarray]]], str | None]:
-    """Up to `count` real frames spread over the checkpoint's dataset; ([], reason) when unavailable."""
+    """Up to `count` real frames spread over the checkpoint's dataset; ([], reason) when unavailable.
+
+    Looked for as training does: the recorded absolute `root`, else the LeRobot `repo_id` (or the `id` as
+    typed) through `resolve_dataset` (cache, mirror). The reason names every place tried."""
     dataset = config.get("dataset", {})
-    name = dataset.get("root") or dataset.get("id")
-    if not name or count <= 0:
+    tried = [
+        (what, dataset[what]) for what in ("root", "repo_id", "id") if isinstance(dataset.get(what), str)
+    ]
+    if not tried or count <= 0:
         return [], "the checkpoint names no dataset"
     try:
         from edgeact.train.data import ChunkDataset, LeRobotDataset, resolve_dataset
-
+    except ImportError as err:
+        return [], f"the dataset readers are not importable here ({err})"
+    errors = []
+    for name, what in {name: what for what, name in reversed(tried)}.items():  # each name once
         try:
             root = resolve_dataset(name)
-        except Exception:  # the recorded folder may be gone; try the dataset id (cache, mirror)
-            root = resolve_dataset(dataset.get("id") or name)
-        chunks = ChunkDataset(LeRobotDataset(root), spec.chunk_size, frame_cache=False, progress=False)
+            chunks = ChunkDataset(LeRobotDataset(root), spec.chunk_size, frame_cache=False, progress=False)
+            break
+        except Exception as err:  # not found or not readable here: try the next name
+            errors.append(f"{what} {name!r}: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}")
+    else:
+        return [], "dataset not found or not readable here (" + "; ".join(errors) + ")"
+    wanted = [c.feature for c in spec.cameras] + [v.feature for v in spec.vectors]
+    missing = [k for k in wanted if k not in chunks.dataset.meta.features]
+    if missing:
+        return [], f"dataset {str(root)!r} has no {missing} (the checkpoint was trained with them)"
+    try:
         idx = np.linspace(0, len(chunks) - 1, num=min(count, len(chunks))).astype(np.int64)
         batch = chunks.get_batch(idx)
+        cases = []
+        for row, index in enumerate(idx):
+            feeds = {
+                c.feature: np.ascontiguousarray(batch[c.feature][row : row + 1].transpose(0, 2, 3, 1))
+                for c in spec.cameras
+            }
+            for v in spec.vectors:
+                feeds[v.feature] = np.asarray(batch[v.feature][row : row + 1], dtype=np.float32)  # (1, D)
+            cases.append((f"dataset frame {int(index)}", feeds))
     except Exception as err:  # any failure here only means "no real frames": random inputs still run
-        return [], f"dataset {name!r} not readable here ({type(err).__name__}: {err})"
-    cases = []
-    for row, index in enumerate(idx):
-        feeds = {
-            c.feature: np.ascontiguousarray(batch[c.feature][row : row + 1].transpose(0, 2, 3, 1))
-            for c in spec.cameras
-        }
-        for v in spec.vectors:
-            feeds[v.feature] = np.asarray(batch[v.feature][row : row + 1], dtype=np.float32)  # (1, D)
-        cases.append((f"dataset frame {int(index)}", feeds))
+        return [], f"dataset {str(root)!r} not readable here ({type(err).__name__}: {err})"
     bad = [
         c.feature for c in spec.cameras if cases and cases[0][1][c.feature].shape[1:3] != (c.height, c.width)
     ]
     if bad:
         return [], f"dataset frames of {bad} do not have the trained resolution"
+    wrong = [v.feature for v in spec.vectors if cases and cases[0][1][v.feature].shape != (1, v.dim)]
+    if wrong:
+        return [], f"dataset vectors {wrong} do not have the trained width"
     return cases, None
 
 

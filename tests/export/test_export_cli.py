@@ -225,3 +225,31 @@ def test_interrupted_export_read_only_and_dead_temporaries(tmp_path: Path, monke
     artifact.write_artifact(*_pair(tmp_path, b"third model"))
     _consistent(tmp_path, b"third model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.json", "policy.onnx"]
+
+
+def test_parity_dataset_missing_a_camera_or_gone(
+    tiny_checkpoint: Path, tmp_path: Path, capsys, checkpoint_factory
+) -> None:
+    """Issue 12: a two-camera checkpoint whose dataset lacks a camera raised KeyError in the parity step;
+    a dataset that is not here fell back to random inputs silently. Both: a stderr warning, random inputs."""
+    from edgeact.train.data.synthetic import make_synthetic_dataset
+
+    one_cam = make_synthetic_dataset(
+        tmp_path / "one_cam", episodes=1, length=10, cameras=("observation.images.top",), image_hw=(64, 48),
+        state_dim=3, action_dim=4,
+    )  # fmt: skip
+    step = _copy_checkpoint(tiny_checkpoint, tmp_path)
+    _edit_config(step, lambda doc: doc["dataset"].update(root=str(one_cam), id=str(one_cam), repo_id=None))
+    argv = ["--parity-frames", "2", "--parity-random", "1"]
+    rc = main([str(step), "--output", str(tmp_path / "a"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning: parity without real frames" in err and "observation.images.wrist" in err
+
+    gone = tmp_path / "gone" / "pusht"
+    _edit_config(
+        step, lambda doc: doc["dataset"].update(root=str(gone), id="pusht_gone", repo_id="me/pusht_gone")
+    )
+    rc = main([str(step), "--output", str(tmp_path / "b"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning: parity without real frames" in err
+    assert f"root {str(gone)!r}" in err and "repo_id 'me/pusht_gone'" in err
