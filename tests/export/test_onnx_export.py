@@ -219,6 +219,19 @@ def test_lone_onnx_copied_to_the_robot_loads(exported: Path, tmp_path: Path) -> 
     np.testing.assert_array_equal(out[0], out[1])
 
 
+def test_lone_onnx_runs_one_runtime_step(exported: Path, tmp_path: Path) -> None:
+    from edgeact.runtime.core import Policy, Status
+
+    lone = _copy_lone(exported, tmp_path)
+    policy = Policy.load(lone)  # the runtime's own file check passes
+    images, state = _robot_observation(policy.artifact)
+    np.testing.assert_array_equal(policy.infer(images, state), Policy.load(exported).infer(images, state))
+    session = policy.session()
+    session.reset()
+    command, status = session.step(images, state)
+    assert status == Status.OK and command is not None and np.isfinite(command).all()
+
+
 def test_lone_onnx_with_a_modified_graph_is_refused(exported: Path, tmp_path: Path) -> None:
     from edgeact.runtime.artifact import ArtifactError, load_artifact
 
