@@ -161,3 +161,39 @@ def test_rt_run_model_must_be_the_model_file(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert rc == 2 and "--model takes the model file (policy.onnx or .engine), not its sidecar" in err
     assert "sha256" not in err
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _model_bytes(metadata: str) -> bytes:
+    """A ModelProto on the wire: an empty graph (field 7) and metadata_props (field 14) edgeact.policy."""
+    key, value = b"edgeact.policy", metadata.encode()
+    entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(value)) + value
+    return b"\x08\x09" + b"\x3a\x00" + b"\x72" + _varint(len(entry)) + entry
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=64) | st.builds(_model_bytes, st.text(max_size=40)))
+def test_lone_onnx_with_any_bytes_raises_only_artifact_error(tmp_path: Path, data: bytes) -> None:
+    """A lone .onnx is read by a small protobuf reader: truncated or foreign bytes are named, no crash."""
+    path = tmp_path / "policy.onnx"
+    path.write_bytes(data)
+    with pytest.raises(ArtifactError, match=r"policy\.onnx"):
+        load_artifact(path)
+
+
+@pytest.mark.parametrize(
+    "metadata", ["[" * DEEP + "]" * DEEP, '{"fps": 1' + "0" * 5000 + "}", json.dumps({**_valid(), "fps": -1})]
+)
+def test_lone_onnx_with_hostile_metadata(tmp_path: Path, metadata: str) -> None:
+    path = tmp_path / "policy.onnx"
+    path.write_bytes(_model_bytes(metadata))
+    with pytest.raises(ArtifactError, match=r"policy\.onnx"):
+        load_artifact(path)
