@@ -26,7 +26,8 @@ class StopReason(str, Enum):
     EMCY = "emcy"  # CANopen emergency frame or CiA 402 Fault state
     NAN = "nan"  # a command held NaN or Inf
     CAMERA_STALL = "camera_stall"
-    WATCHDOG = "watchdog"  # the runtime loop's own watchdog (tick overrun)
+    WATCHDOG = "watchdog"  # the runtime loop's own watchdog (consecutive tick overruns, stale observation)
+    LIMIT = "limit"  # a command outside a joint limit or the per-tick step limit (docs/firmware_bridge.md)
     ERROR = "error"  # any other error on the command path
 
     @property
@@ -54,6 +55,17 @@ class StopRecord:
         return EXIT_CODES.get(self.reason, FAULT_EXIT_CODE)
 
 
+def split_reason(reason: str | StopReason) -> tuple[StopReason, str]:
+    """(kind, detail) of a reason as the runtime passes it ("watchdog: 10 consecutive overruns (limit 10)"):
+    the detail is the text after a leading `<kind>:`, else the whole text (empty for a bare kind)."""
+    why = parse_reason(reason)
+    text = reason.value if isinstance(reason, StopReason) else str(reason).strip()
+    head, sep, tail = text.partition(":")
+    if sep and head.strip().lower() == why.value:
+        return why, tail.strip()
+    return why, "" if text.lower() == why.value else text
+
+
 def parse_reason(reason: str | StopReason) -> StopReason:
     """Map a free-text reason (as the runtime passes to `Robot.safe_stop`) onto a StopReason."""
     if isinstance(reason, StopReason):
@@ -69,6 +81,8 @@ def parse_reason(reason: str | StopReason) -> StopReason:
         ("nan", StopReason.NAN),
         ("camera", StopReason.CAMERA_STALL),
         ("watchdog", StopReason.WATCHDOG),
+        ("overrun", StopReason.WATCHDOG),
+        ("stale observation", StopReason.WATCHDOG),
         ("duration", StopReason.END),
         ("done", StopReason.END),
         ("finished", StopReason.END),

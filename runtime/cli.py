@@ -211,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
         runner.check_policy_matches_robot(policy, robot.spec, str(args.model))
-    except (CoreError, runner.PolicyMismatchError, OSError) as err:
+        step_s = None
+        if not isinstance(robot, SimRobot):  # before torque-on: a model too slow for the rate never moves it
+            cfg, step_s = runner.check_model_speed(policy, robot.spec, cfg)
+    except (CoreError, runner.PolicyMismatchError, runner.ModelTooSlowError, OSError) as err:
         return _fail(str(err))
     load_s = time.monotonic() - t_load
     try:
@@ -224,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if result.first_action_at is not None and age_at_main is not None:
         ttfa = age_at_main + (result.first_action_at - t_main)
     summary["time_to_first_action_s"] = ttfa
+    if step_s is not None:
+        summary["warmup_step_ms"] = step_s * 1e3
     summary.update(rss_mb())
     _print_summary(summary)
     if args.json is not None:
@@ -261,9 +266,14 @@ def _run(policy: Any, robot: Any, cfg: Any, args: argparse.Namespace) -> tuple[r
             def on_signal(signum: int, _frame: Any) -> None:
                 stop.update(flag=True, reason="sigint" if signum == signal.SIGINT else "sigterm")
 
-            signal.signal(signal.SIGINT, on_signal)
-            signal.signal(signal.SIGTERM, on_signal)
-            result = runner.run_realtime(policy, robot, cfg, should_stop=lambda: stop["flag"], on_step=hook)
+            previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                result = runner.run_realtime(
+                    policy, robot, cfg, should_stop=lambda: stop["flag"], on_step=hook
+                )
+            finally:  # main() may be called again in this process (tests): leave the handlers as found
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
             if stop["flag"]:
                 robot.safe_stop(stop["reason"])  # hold, then torque off; the signal is the logged reason
             if recorder is not None:
@@ -313,6 +323,14 @@ def _summary(policy, robot, cfg, args, result, stats, load_s) -> dict[str, Any]:
     }
     if result.realtime:
         out["realtime"] = result.realtime
+    record = getattr(robot, "stop_record", None)  # bus arms: how the bridge stopped the motors, and why
+    if record is not None:
+        out["stop"] = {
+            "reason": record.reason.value,
+            "detail": record.detail,
+            "tick": record.tick,
+            "fault": record.is_fault,
+        }
     if stats is not None:
         out.update(stats.as_dict())
         out["episodes"] = [
@@ -345,6 +363,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     )
     for reason in s["safe_stops"][:5]:
         print(f"  safe stop: {reason}")
+    stop = s.get("stop")
+    if stop is not None and stop["fault"]:
+        print(f"  motors stopped ({stop['reason']}) at bus tick {stop['tick']}: {stop['detail']}")
 
 
 if __name__ == "__main__":

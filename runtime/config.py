@@ -18,6 +18,7 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "runtime"
 MODES = ("ensemble", "chunk", "async")
+SLOW_MODEL = ("refuse", "async", "warn")  # what rt-run does with a model slower than the robot's period
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 
@@ -64,6 +65,9 @@ class RuntimeConfig:
     cpu_affinity: list[int] | None = None
     spin_us: float = 200.0  # LoopParams.spin_us: wake-up lateness below the OS timer's for 1 % CPU at 50 Hz
     stop_on_fault: bool = True
+    # Ensemble mode infers every tick: a step slower than the period overruns every tick. Measured before the
+    # loop starts (docs/rt-run.md, "Model speed"): refuse, switch to async, or only warn.
+    slow_model: str = "refuse"
 
     def __post_init__(self) -> None:
         _check(isinstance(self.robot, str) and self.robot != "", "robot", self.robot, "a robot name")
@@ -115,6 +119,7 @@ class RuntimeConfig:
             and self.spin_us >= 0
         )
         _check(ok, "spin_us", self.spin_us, "a number of microseconds >= 0")
+        _check(self.slow_model in SLOW_MODEL, "slow_model", self.slow_model, f"one of {SLOW_MODEL}")
 
     def execution_overrides(self) -> dict[str, Any]:
         """The execution fields set here (not None), in the sidecar's `execution` vocabulary."""

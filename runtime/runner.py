@@ -147,6 +147,67 @@ def make_session(policy: Any, spec: RobotSpec, cfg: RuntimeConfig) -> Any:
     return policy.session(execution=execution_config(policy, cfg), post=post, frame_shapes=frame_shapes)
 
 
+# A step may use this share of the period: the rest is the loop's hand-over, the host's jitter and the bus.
+STEP_BUDGET = 0.8
+SPEED_RUNS = 5
+
+
+class ModelTooSlowError(ValueError):
+    """In ensemble mode the policy's step is slower than the robot's period; the message has the numbers."""
+
+
+def measure_step_s(policy: Any, spec: RobotSpec, cfg: RuntimeConfig, runs: int = SPEED_RUNS) -> float:
+    """Median wall time of one session step (pre, inference, ensemble, post) on a blank observation of the
+    robot's shape, after the model's own warm-up runs: what every ensemble tick costs."""
+    session = make_session(policy, spec, cfg)
+    images = {c.name: np.zeros((c.height, c.width, c.channels), np.uint8) for c in spec.cameras}
+    state = np.zeros(len(spec.state_names), np.float32)
+    vectors = {key: np.zeros(dim, np.float32) for key, dim in spec.vector_dims.items()}
+    samples = []
+    for _ in range(max(1, runs)):
+        session.reset(initial_command=None)
+        t0 = time.perf_counter_ns()
+        session.step(images, state, vectors)
+        samples.append(time.perf_counter_ns() - t0)
+    return float(np.median(samples)) / 1e9
+
+
+def check_model_speed(policy: Any, spec: RobotSpec, cfg: RuntimeConfig) -> tuple[RuntimeConfig, float]:
+    """(the config to run with, the measured step in s). Ensemble mode infers every tick: a step above
+    `STEP_BUDGET` of the period would overrun every tick, and the loop's watchdog stops the robot after
+    `max_consecutive_overruns`. Refuse with the numbers (`slow_model: refuse`, the default), switch to async
+    (`slow_model: async`: inference in its own thread, a chunk used for n_action_steps ticks) or only warn."""
+    step_s = measure_step_s(policy, spec, cfg)
+    execution = execution_config(policy, cfg)
+    period = 1.0 / float(spec.fps)
+    budget_ms = period * STEP_BUDGET * 1e3
+    numbers = (
+        f"a step of {policy.artifact.model_path().name} takes {step_s * 1e3:.2f} ms (median of "
+        f"{SPEED_RUNS} warm-up runs), the period of robot {spec.name} at {spec.fps:g} Hz is "
+        f"{period * 1e3:.2f} ms (a step may use {STEP_BUDGET:.0%}: {budget_ms:.2f} ms)"
+    )
+    if step_s <= period * STEP_BUDGET:
+        return cfg, step_s
+    if execution.mode == "chunk":
+        log.warning("%s: in chunk mode every inference tick overruns (once per chunk)", numbers)
+    if execution.mode != "ensemble":
+        return cfg, step_s
+    if cfg.slow_model == "async":
+        log.warning(
+            "%s: ensemble mode would overrun every tick; running in async mode (slow_model: async)", numbers
+        )
+        return cfg.replace(mode="async"), step_s
+    if cfg.slow_model == "warn":
+        log.warning("%s: ensemble mode will overrun every tick (slow_model: warn)", numbers)
+        return cfg, step_s
+    raise ModelTooSlowError(
+        f"{numbers}: in ensemble mode every tick would overrun and the loop would stop the robot after "
+        f"{cfg.max_consecutive_overruns} overruns. Use --mode async (inference in its own thread, each chunk "
+        f"used for n_action_steps ticks), or set slow_model: async in the runtime config to switch "
+        "automatically, or lower the robot's fps (and retrain at that rate)"
+    )
+
+
 @dataclass
 class RunResult:
     """What a run produced; `stage_ns` holds one int64 sample per tick and stage."""
@@ -274,7 +335,8 @@ def run_realtime(
                 last_seq = cmd.seq
                 result.count(cmd.status)
                 if cmd.status == Status.SAFE_STOP:
-                    reason = loop.stats().safe_stop_reason or "safe stop"
+                    # the loop's watchdog latched: consecutive overruns or a stale observation, named
+                    reason = f"watchdog: {loop.stats().safe_stop_reason or 'latched, no reason given'}"
                 elif cmd.values is not None:
                     if on_step is not None:
                         on_step(robot, obs, cmd.values)

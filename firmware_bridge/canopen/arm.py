@@ -42,7 +42,7 @@ from edgeact.firmware_bridge.errors import (
     SdoConfigError,
     TransportError,
 )
-from edgeact.firmware_bridge.safety import StopReason, StopRecord, parse_reason
+from edgeact.firmware_bridge.safety import StopReason, StopRecord, split_reason
 from edgeact.firmware_bridge.transport import open_can_bus
 
 log = logging.getLogger(__name__)
@@ -420,7 +420,8 @@ class CanArm:
         """Hold at the last actual position, wait `hold_s`, disable voltage if configured. Idempotent."""
         if self.stop_record is not None:
             return self.stop_record
-        why = parse_reason(reason)
+        why, text = split_reason(reason)
+        detail = detail or text  # the log line and the record always carry what happened
         self.stop_record = StopRecord(why, detail or str(reason), self.tick, time.monotonic())
         (log.error if why.is_fault else log.info)(
             "%s: safe stop (%s) %s", self.config.name, why.value, detail

@@ -38,7 +38,7 @@ from edgeact.firmware_bridge.errors import (
     PacketError,
     TransportError,
 )
-from edgeact.firmware_bridge.safety import StopReason, StopRecord, parse_reason
+from edgeact.firmware_bridge.safety import StopReason, StopRecord, split_reason
 from edgeact.firmware_bridge.transport import SerialTransport
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,8 @@ class DynamixelArm:
         it has nothing to guard, and with torque on the servos hold the present position anyway."""
         if self.stop_record is not None:
             return self.stop_record
-        why = parse_reason(reason)
+        why, text = split_reason(reason)
+        detail = detail or text  # the log line and the record always carry what happened
         record = StopRecord(why, detail or str(reason), self.tick, time.monotonic())
         self.stop_record = record
         (log.error if why.is_fault else log.info)(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from edgeact.firmware_bridge.config import DynamixelArmConfig, load_robot_config
 from edgeact.firmware_bridge.errors import BridgeError
-from edgeact.firmware_bridge.safety import StopReason, StopRecord
+from edgeact.firmware_bridge.safety import StopReason, StopRecord, split_reason
 from edgeact.runtime.cameras import SYNTHETIC, CameraConfig, CameraRig
 from edgeact.runtime.robots.base import (
     CameraSpec,
@@ -193,8 +193,8 @@ class BusArmRobot(Robot):
         return self.arm.last_command.astype(np.float32)
 
     def safe_stop(self, reason: str) -> None:
-        if self.arm is not None:
-            self.arm.safe_stop(reason)
+        if self.arm is not None:  # the kind ("watchdog") and what happened go to the log line and the record
+            self.arm.safe_stop(reason, split_reason(reason)[1])
 
     def disconnect(self) -> None:
         if self.arm is not None:
