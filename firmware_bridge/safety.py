@@ -7,8 +7,11 @@ and the robot's `safe_stop("sigint"|"sigterm")` does the bus work.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +93,40 @@ def parse_reason(reason: str | StopReason) -> StopReason:
         if key in text:
             return member
     return StopReason.ERROR
+
+
+# The runtime's post-processor clamps in float32 (PostParams, docs/runtime.md): a command it let through may
+# sit one float32 rounding outside a float64 limit. Anything further out is a violation.
+LIMIT_TOLERANCE = 1e-5  # relative to max(1, |limit|), in robot units
+
+
+def limit_violation(
+    names: Sequence[str],
+    targets: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    last: np.ndarray | None,
+    step: np.ndarray,
+    ticks: int = 1,
+) -> str | None:
+    """The first joint whose target lies outside [lower, upper], or further from the last command than `ticks`
+    per-tick steps (the loop may skip commands the host did not collect in time), named with its value and
+    limit; None when the command is within limits. The bridge checks, the runtime clamps
+    (docs/firmware_bridge.md, "One clamp")."""
+    ticks = max(1, int(ticks))
+    for k, name in enumerate(names):
+        v = float(targets[k])
+        lo, hi = float(lower[k]), float(upper[k])
+        if v < lo - LIMIT_TOLERANCE * max(1.0, abs(lo)):
+            return f"joint {name}: target {v:.6g} below its lower limit {lo:.6g}"
+        if v > hi + LIMIT_TOLERANCE * max(1.0, abs(hi)):
+            return f"joint {name}: target {v:.6g} above its upper limit {hi:.6g}"
+        if last is not None and np.isfinite(step[k]):
+            delta, allowed = abs(v - float(last[k])), float(step[k]) * ticks
+            if delta > allowed + LIMIT_TOLERANCE * max(1.0, abs(v)):
+                return (
+                    f"joint {name}: target {v:.6g} is {delta:.6g} from the last command "
+                    f"{float(last[k]):.6g}, more than max_step {float(step[k]):.6g} x {ticks} tick(s) "
+                    f"= {allowed:.6g}"
+                )
+    return None

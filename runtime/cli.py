@@ -103,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("runtime")
     g.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"))
     g.add_argument("--threads", type=int, help="inference intra-op threads (default 1)")
-    g.add_argument("--max-delta", type=float, help="largest change of any joint per tick (robot units)")
+    g.add_argument(
+        "--max-step",
+        type=float,
+        help="largest change of any joint per tick (robot units), on top of the robot's",
+    )
+    g.add_argument("--max-delta", type=float, help=argparse.SUPPRESS)  # the old name of --max-step
     g.add_argument("--realtime-priority", type=int, help="SCHED_FIFO priority for the loop (0: off)")
     g.add_argument("--lock-memory", action="store_true", default=None, help="mlockall the process")
     g.add_argument("--spin-us", type=float, help="busy-wait this long before each tick's deadline (0: off)")
@@ -117,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace) -> Any:
+    if args.max_delta is not None:
+        print("rt-run: warning: --max-delta is deprecated, use --max-step", file=sys.stderr)
+        args.max_step = args.max_step if args.max_step is not None else args.max_delta
     config = args.config
     if config is None and args.robot is not None:
         try:  # a shipped configs/runtime/<robot>.yaml, when there is one
@@ -137,7 +145,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         latency_ticks=args.latency_ticks,
         backend=args.backend,
         intra_op_threads=args.threads,
-        max_delta=args.max_delta,
+        max_step=args.max_step,
         realtime_priority=args.realtime_priority,
         lock_memory=args.lock_memory,
         spin_us=args.spin_us,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,9 @@ class RuntimeConfig:
     backend: str = "auto"
     intra_op_threads: int = 1
     warmup_runs: int = 3
-    # Post-processing on top of the robot's own limits (None: unbounded)
-    max_delta: float | None = None
+    # The per-tick step limit on top of the robot's own (`max_step` in the robot YAML), robot units; the
+    # smaller one per joint is what the post-processor clamps to (None: the robot's). Formerly max_delta.
+    max_step: float | None = None
     # Real-time loop (real robots)
     stale_timeout_s: float = 0.5
     max_consecutive_overruns: int = 10
@@ -103,8 +105,8 @@ class RuntimeConfig:
             self.warmup_runs,
             "an int >= 0",
         )
-        if self.max_delta is not None:
-            _check(_positive(self.max_delta), "max_delta", self.max_delta, "a positive number or null")
+        if self.max_step is not None:
+            _check(_positive(self.max_step), "max_step", self.max_step, "a positive number or null")
         _check(_positive(self.stale_timeout_s), "stale_timeout_s", self.stale_timeout_s, "a positive number")
         ok = _is_int(self.max_consecutive_overruns) and self.max_consecutive_overruns >= 1
         _check(ok, "max_consecutive_overruns", self.max_consecutive_overruns, "an int >= 1")
@@ -175,6 +177,17 @@ def load_runtime_config(name_or_path: str | Path | None = None, **overrides: Any
             raise RuntimeConfigError(f"cannot read runtime config {path}: {err}") from err
         if not isinstance(loaded, dict):
             raise RuntimeConfigError(f"runtime config {path} must be a mapping, got {type(loaded).__name__}")
+        if "max_delta" in loaded:  # the old name of max_step (one step limit, one name: issue 11)
+            warnings.warn(
+                f"runtime config {path}: max_delta is deprecated, use max_step",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if "max_step" in loaded:
+                raise RuntimeConfigError(
+                    f"runtime config {path}: give max_step only (max_delta is its old name)"
+                )
+            loaded["max_step"] = loaded.pop("max_delta")
         known = {f.name for f in dataclasses.fields(RuntimeConfig)}
         unknown = sorted(set(loaded) - known)
         if unknown:

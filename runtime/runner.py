@@ -139,10 +139,28 @@ def execution_config(policy: Any, cfg: RuntimeConfig) -> Any:
     return dataclasses.replace(base, **changes)
 
 
+# PostParams takes finite values: a joint without a step limit gets one no command reaches
+_NO_STEP_LIMIT = 1e30
+
+
+def step_limits(spec: RobotSpec, cfg: RuntimeConfig) -> list[float] | None:
+    """Per action, the smaller of the robot's `max_step` and the runtime config's (None: neither). The C++
+    post-processor clamps to these and to the joint limits: the one clamp; bus arms only check
+    (docs/rt-run.md, "One clamp")."""
+    robot = spec.action_max_step
+    if robot is None and cfg.max_step is None:
+        return None
+    n = len(spec.action_names)
+    steps = np.full(n, math.inf) if robot is None else np.asarray(robot, dtype=np.float64)
+    if cfg.max_step is not None:
+        steps = np.minimum(steps, float(cfg.max_step))
+    return [float(x) if math.isfinite(x) else _NO_STEP_LIMIT for x in steps]
+
+
 def make_session(policy: Any, spec: RobotSpec, cfg: RuntimeConfig) -> Any:
     from edgeact.runtime.core import PostParams
 
-    post = PostParams(lower=spec.action_low, upper=spec.action_high, max_delta=cfg.max_delta)
+    post = PostParams(lower=spec.action_low, upper=spec.action_high, max_delta=step_limits(spec, cfg))
     frame_shapes = {c.name: (c.height, c.width) for c in spec.cameras}
     return policy.session(execution=execution_config(policy, cfg), post=post, frame_shapes=frame_shapes)
 
@@ -320,6 +338,7 @@ def run_realtime(
     t_start = time.monotonic()
     deadline = None if cfg.duration_s is None else t_start + cfg.duration_s
     last_seq = -1
+    last_tick = -1  # the loop tick of the last command sent: the post-processor stepped once per tick since
     with Loop(session, params) as loop:
         while reason is None:
             if (deadline is not None and time.monotonic() >= deadline) or (should_stop and should_stop()):
@@ -340,7 +359,8 @@ def run_realtime(
                 elif cmd.values is not None:
                     if on_step is not None:
                         on_step(robot, obs, cmd.values)
-                    robot.command(cmd.values)
+                    robot.command_ticks(cmd.values, int(cmd.tick) - last_tick)
+                    last_tick = int(cmd.tick)
                     if result.first_action_at is None:
                         result.first_action_at = time.monotonic()
             except RobotError as err:

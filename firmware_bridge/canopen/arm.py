@@ -42,7 +42,7 @@ from edgeact.firmware_bridge.errors import (
     SdoConfigError,
     TransportError,
 )
-from edgeact.firmware_bridge.safety import StopReason, StopRecord, split_reason
+from edgeact.firmware_bridge.safety import StopReason, StopRecord, limit_violation, split_reason
 from edgeact.firmware_bridge.transport import open_can_bus
 
 log = logging.getLogger(__name__)
@@ -303,11 +303,21 @@ class CanArm:
             sdo[cod.CONTROLWORD].raw = cw
 
     # --- the tick ---------------------------------------------------------------------------------------
-    def clamp(self, targets: np.ndarray) -> np.ndarray:
-        out = np.clip(targets, self._lower, self._upper)
-        if self.last_command is not None:
-            out = np.clip(out, self.last_command - self._step, self.last_command + self._step)
-        return out
+    @property
+    def limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) float64 (J,), radians."""
+        return self._lower.copy(), self._upper.copy()
+
+    @property
+    def step_limits(self) -> np.ndarray:
+        """float64 (J,) rad per tick: `max_step`, or (after bring-up, `max_step` null) the drive's 0x607F."""
+        return self._step.copy()
+
+    def check_command(self, targets: np.ndarray, ticks: int = 1) -> str | None:
+        """What is wrong with `targets` (joint, value, limit), or None. Not clamped: the runtime's
+        post-processor is the one clamp (docs/firmware_bridge.md, "One clamp")."""
+        names = [j.name for j in self.config.joints]
+        return limit_violation(names, targets, self._lower, self._upper, self.last_command, self._step, ticks)
 
     def _send_cyclic(self, controlword: int, counts: np.ndarray) -> None:
         send = self.network.send_message
@@ -378,8 +388,9 @@ class CanArm:
                 )
         return np.array([self._fb[i].position for i in self._ids])
 
-    def step(self, targets: np.ndarray) -> ArmState:
-        """One tick: RPDO targets, SYNC, TPDO feedback. Raises after a safe stop on any fault."""
+    def step(self, targets: np.ndarray, ticks: int = 1) -> ArmState:
+        """One tick: RPDO targets, SYNC, TPDO feedback. Raises after a safe stop on any fault, a command
+        outside the limits included; `ticks`: control ticks since the last command."""
         if self.stop_record is not None:
             raise BusStoppedError(
                 f"{self.config.name} on {self.device} is stopped ({self.stop_record.reason.value})"
@@ -392,9 +403,14 @@ class CanArm:
             err = InvalidCommandError(f"{self.config.name}: bad command {targets.tolist()}")
             self.safe_stop(StopReason.NAN, str(err))
             raise err
+        problem = self.check_command(targets, ticks)
+        if problem is not None:
+            err = InvalidCommandError(f"{self.config.name} on {self.device}: {problem}")
+            self.safe_stop(StopReason.LIMIT, str(err))
+            raise err
         try:
             self._health(time.monotonic())
-            command = self.clamp(targets)
+            command = targets
             with self._cond:
                 self._seq += 1
                 self._arrived = 0

@@ -8,8 +8,9 @@ watchdog, hardware error, current or load, and position), profile, goal = presen
 watchdog is armed in the first tick (a host that connects and then loads a model for a while must not trip
 it). Any exit after torque-on (an error, Ctrl-C) ends in `safe_stop`.
 
-Each tick (`step`): clamp the targets to the joint limits (as servo counts: the Goal Position window) and
-`max_step`, one Sync Write of Goal Position, one Sync Read of the indirect block. Faults (timeouts/CRC after
+Each tick (`step`): check the targets against the joint limits (as servo counts: the Goal Position window)
+and `max_step` (a violation is a `limit` safe stop; the runtime's post-processor is the one clamp), one Sync
+Write of Goal Position, one Sync Read of the indirect block. Faults (timeouts/CRC after
 retries, hardware alert, bus watchdog expiry, NaN, a host stall longer than the watchdog) trigger
 `safe_stop`: clear the bus watchdog (Goal values are read-only while it is expired), hold the present
 position for `hold_s`, torque off (configurable), watchdog left at 0; after that the arm sends nothing
@@ -38,7 +39,7 @@ from edgeact.firmware_bridge.errors import (
     PacketError,
     TransportError,
 )
-from edgeact.firmware_bridge.safety import StopReason, StopRecord, split_reason
+from edgeact.firmware_bridge.safety import StopReason, StopRecord, limit_violation, split_reason
 from edgeact.firmware_bridge.transport import SerialTransport
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class DynamixelArm:
         self._count_lo = np.array([-np.inf if w is None else w[0] for w in windows])
         self._count_hi = np.array([np.inf if w is None else w[1] for w in windows])
         self._lower, self._upper = joint_limits(config)
+        self._yaml_lower = np.array([x.lower for x in j])  # what `check_command` holds commands to
+        self._yaml_upper = np.array([x.upper for x in j])
         self._effort_scale = np.ones(len(j))
         self._is_load = np.zeros(len(j), dtype=bool)
         arm_step = np.inf if config.max_step is None else config.max_step
@@ -253,16 +256,25 @@ class DynamixelArm:
         return next(j.name for j in self.config.joints if j.id == motor_id)
 
     # --- the tick ----------------------------------------------------------------------------------
-    def clamp(self, targets: np.ndarray) -> np.ndarray:
-        """Joint limits, then the per-tick step limit relative to the last command."""
-        out = np.clip(targets, self._lower, self._upper)
-        if self.last_command is not None:
-            step = self._max_step
-            out = np.clip(out, self.last_command - step, self.last_command + step)
-        return out
+    @property
+    def step_limits(self) -> np.ndarray:
+        """float64 (J,): the largest change of each joint per tick (`max_step`, the joint's own first; inf:
+        none). The runtime clamps to it and to `limits`; `step` only checks."""
+        return self._max_step.copy()
 
-    def step(self, targets: np.ndarray) -> ArmState:
-        """One tick: Sync Write goal positions, Sync Read feedback. Raises after a safe stop on any fault."""
+    def check_command(self, targets: np.ndarray, ticks: int = 1) -> str | None:
+        """What is wrong with `targets` (joint, value, limit), or None: outside the joint limits, or further
+        from the last command than `ticks` x max_step. Not clamped: the runtime's post-processor is the one
+        clamp (docs/firmware_bridge.md, "One clamp"); a violation here is a fault."""
+        names = [j.name for j in self.config.joints]
+        return limit_violation(
+            names, targets, self._yaml_lower, self._yaml_upper, self.last_command, self._max_step, ticks
+        )
+
+    def step(self, targets: np.ndarray, ticks: int = 1) -> ArmState:
+        """One tick: Sync Write goal positions, Sync Read feedback. Raises after a safe stop on any fault,
+        a command outside the limits included. `ticks`: control ticks since the last command (the step
+        limit allows that many steps)."""
         if self.stop_record is not None:
             raise BusStoppedError(
                 f"{self.config.name} on {self.config.port} is stopped ({self.stop_record.reason.value})"
@@ -286,7 +298,14 @@ class DynamixelArm:
             )
             self.safe_stop(StopReason.BUS_WATCHDOG, str(err))
             raise err
-        command = self.clamp(targets)
+        problem = self.check_command(targets, ticks)
+        if problem is not None:
+            err = InvalidCommandError(f"{self.config.name} on {self.config.port}: {problem}")
+            self.safe_stop(StopReason.LIMIT, str(err))
+            raise err
+        # Within the YAML limits: onto the servos' whole-count envelope (at most one count inside a limit,
+        # e.g. +pi is count 4095), a quantisation, not a clamp (the runtime clamps to these same values).
+        command = np.clip(targets, self._lower, self._upper)
         counts = self.to_counts(command)
         try:
             if not self._watchdog_armed and self.config.bus_watchdog_s:

@@ -75,6 +75,9 @@ class RobotSpec:
     # Float vector inputs besides `observation.state`, by feature key (e.g. `observation.environment_state`)
     # -> element names, in order; delivered in `Observation.vectors`.
     vectors: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Largest change of each action per control tick (robot units; inf: none), None: no step limit. The
+    # runtime's post-processor clamps to it and to action_low/high: the one clamp (docs/rt-run.md).
+    action_max_step: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
@@ -102,6 +105,13 @@ class RobotSpec:
             bad = [n for n, lo, hi in pairs if lo > hi]
             if bad:
                 raise ValueError(f"RobotSpec.action_low exceeds action_high for {bad} (robot {self.name})")
+        if self.action_max_step is not None:
+            steps = self.action_max_step
+            if len(steps) != len(self.action_names) or not all(s > 0 for s in steps):
+                raise ValueError(
+                    f"RobotSpec.action_max_step must hold {len(self.action_names)} positive values, got "
+                    f"{steps!r} (robot {self.name})"
+                )
 
     @property
     def vector_dims(self) -> dict[str, int]:
@@ -200,6 +210,13 @@ class Robot(abc.ABC):
     @abc.abstractmethod
     def command(self, action: np.ndarray) -> np.ndarray:
         """Send joint targets float32 (A,) in robot units; returns what was sent after the robot's limits."""
+
+    def command_ticks(self, action: np.ndarray, ticks: int) -> np.ndarray:
+        """`command(action)` for a command `ticks` control ticks after the last one sent (the real-time loop
+        skips commands the host did not collect in time): a robot that checks the per-tick step limit allows
+        `ticks` steps. Defaults to `command(action)`."""
+        del ticks
+        return self.command(action)
 
     @abc.abstractmethod
     def safe_stop(self, reason: str) -> None:

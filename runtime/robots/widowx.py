@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -106,6 +107,15 @@ def _exit_reason(err: BaseException) -> str:
     return StopReason.ERROR.value
 
 
+def _step_limits(config: Any) -> tuple[float, ...] | None:
+    """Per joint: its own `max_step`, else the arm's (inf where neither is set); None: no joint has one."""
+    arm = getattr(config, "max_step", None)
+    steps = [getattr(j, "max_step", None) or arm for j in config.joints]
+    return (
+        None if all(s is None for s in steps) else tuple(math.inf if s is None else float(s) for s in steps)
+    )
+
+
 class BusArmRobot(Robot):
     """A real arm behind a firmware-bridge bus plus cameras; subclasses build the arm and the emulator."""
 
@@ -124,6 +134,7 @@ class BusArmRobot(Robot):
             action_names=tuple(j.name for j in config.joints),
             action_low=tuple(float(j.lower) for j in config.joints),
             action_high=tuple(float(j.upper) for j in config.joints),
+            action_max_step=_step_limits(config),
         )
 
     # subclasses: start an emulator (dry run) and return the config pointing at it; build the arm
@@ -153,6 +164,7 @@ class BusArmRobot(Robot):
         with _signals_raise_once():
             try:
                 self.arm.connect()
+                self._adopt_arm_limits()
                 self._rig = CameraRig(self._camera_configs)
                 self._rig.start()
             except BaseException as err:
@@ -162,6 +174,14 @@ class BusArmRobot(Robot):
                 if isinstance(err, BridgeError):
                     raise RobotError(f"robot {self.config.name}: {err}") from err
                 raise
+
+    def _adopt_arm_limits(self) -> None:
+        """The step limits the arm checks, as known after bring-up (a CiA 402 drive's 0x607F when
+        `max_step` is null), become the spec's: the runtime clamps exactly where the bridge checks."""
+        steps = getattr(self.arm, "step_limits", None)
+        if steps is not None and np.all(np.asarray(steps) > 0):
+            step = tuple(float(x) for x in steps)
+            self._spec = replace(self._spec, action_max_step=None if all(map(math.isinf, step)) else step)
 
     def observe(self) -> Observation:
         if self.arm is None or self.arm.state is None or self._rig is None:
@@ -175,6 +195,11 @@ class BusArmRobot(Robot):
         return Observation(images, state.positions.astype(np.float32), state.timestamp, stamps)
 
     def command(self, action: np.ndarray) -> np.ndarray:
+        return self.command_ticks(action, 1)
+
+    def command_ticks(self, action: np.ndarray, ticks: int) -> np.ndarray:
+        """Send `action` as it is: the runtime's post-processor clamped it (the one clamp); the arm checks
+        it against the joint limits and `ticks` x max_step and safe-stops on a violation, naming the joint."""
         if self.arm is None:
             raise RobotNotConnectedError(f"robot {self.config.name} is not connected")
         if self.arm.stop_record is not None:
@@ -185,9 +210,15 @@ class BusArmRobot(Robot):
         if not np.all(np.isfinite(act)):
             self.arm.safe_stop(StopReason.NAN, f"command holds NaN/Inf: {act.tolist()}")
             raise RobotStoppedError(f"robot {self.config.name} refused a NaN command and stopped")
-        act = self.clip_action(act)
+        if act.shape != (len(self.spec.action_names),):
+            raise RobotError(
+                f"{self.spec.name} takes {len(self.spec.action_names)} actions, got shape {np.shape(action)}"
+            )
         try:
-            self.arm.step(act.astype(np.float64))
+            if hasattr(self.arm, "step_limits"):  # an arm that checks instead of clamping
+                self.arm.step(act.astype(np.float64), ticks=ticks)
+            else:
+                self.arm.step(act.astype(np.float64))
         except BridgeError as err:
             raise RobotStoppedError(f"robot {self.config.name} stopped: {err}") from err
         return self.arm.last_command.astype(np.float32)

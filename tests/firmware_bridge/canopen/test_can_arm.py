@@ -52,20 +52,26 @@ def test_bring_up_configures_each_drive(rig):
     arm.disconnect()
 
 
+def toward(arm: CanArm, target: np.ndarray) -> np.ndarray:
+    """One tick toward `target` within max_step: what the runtime's post-processor sends (the one clamp)."""
+    step = arm.step_limits
+    return np.clip(target, arm.last_command - step, arm.last_command + step)
+
+
 def test_each_tick_is_rpdos_then_one_sync_and_drives_follow(rig):
     cfg, rack, counter = rig
     arm = CanArm(cfg)
     arm.connect()
     target = np.array([0.2, -0.1, 0.3, 0.0, 0.05, -0.2])
-    arm.step(target)
+    arm.step(toward(arm, target))
     time.sleep(0.01)
     n = len(counter.frames)
-    arm.step(target)
+    arm.step(toward(arm, target))
     time.sleep(0.01)
     host = [m.arbitration_id for m in counter.frames[n:] if is_host_frame(m)]
     assert host == [cod.RPDO1_BASE + i for i in cfg.node_ids] + [cod.SYNC_ID]
     for _ in range(int(0.3 / cfg.max_step) + 2):  # max_step per tick: 0.3 rad takes 20 ticks
-        state = arm.step(target)
+        state = arm.step(toward(arm, target))
     np.testing.assert_allclose(state.positions, target, atol=1.0 / cfg.joints[0].counts_per_rad)
     assert rack.drives[1].target == arm.to_counts(target)[0]
     arm.disconnect()
@@ -99,7 +105,7 @@ def test_stop_without_torque_off_holds(rig):
     cfg, rack, _ = rig
     arm = CanArm(replace(cfg, torque_off_on_stop=False))
     arm.connect()
-    arm.step(np.full(6, 0.1))
+    arm.step(np.full(6, 0.01))  # within max_step of the start
     arm.safe_stop("sigterm")
     time.sleep(0.01)
     assert arm.stop_record.exit_code == 143

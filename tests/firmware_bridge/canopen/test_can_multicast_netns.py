@@ -36,7 +36,7 @@ HOST = textwrap.dedent(
     t_end = time.monotonic() + 12.0
     while time.monotonic() < t_end:
         try:
-            state = arm.step(np.full(6, 0.1))
+            state = arm.step(np.minimum(arm.last_command + arm.step_limits, 0.1))  # within max_step
             ticks += 1
         except BridgeError as exc:
             err = f"{{type(exc).__name__}}: {{exc}}"

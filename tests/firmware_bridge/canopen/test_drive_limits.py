@@ -14,7 +14,7 @@ from edgeact.firmware_bridge.canopen import od as cod
 from edgeact.firmware_bridge.canopen.arm import CanArm
 from edgeact.firmware_bridge.canopen.cia402 import State
 from edgeact.firmware_bridge.config import load_robot_config
-from edgeact.firmware_bridge.errors import BridgeConfigError, EmergencyError
+from edgeact.firmware_bridge.errors import BridgeConfigError, EmergencyError, InvalidCommandError
 from edgeact.firmware_bridge.safety import StopReason
 from edgeact.firmware_bridge.sim.cia402_drive import DriveRack
 from edgeact.firmware_bridge.sim.scenarios import can_test_config, time_ticks
@@ -36,8 +36,9 @@ def test_padded_tpdos_are_decoded():
     try:
         arm.connect()
         target = np.array([0.1, -0.1, 0.05, 0.0, 0.02, -0.05])
-        for _ in range(12):
-            state = arm.step(target)
+        for _ in range(12):  # max_step 0.015 rad per tick: 7 ticks to the target
+            step = arm.step_limits
+            state = arm.step(np.clip(target, arm.last_command - step, arm.last_command + step))
         tpdos = [m for m in list(counter.frames) if cod.TPDO1_BASE < m.arbitration_id < 0x200]
         assert tpdos and all(len(m.data) == 8 for m in tpdos)  # the drives did pad
         np.testing.assert_allclose(state.positions, target, atol=1.0 / cfg.joints[0].counts_per_rad)
@@ -99,16 +100,24 @@ def test_a_step_faster_than_0x607f_trips_the_drive_following_error():
 
 
 def test_without_max_step_the_drive_limit_is_the_step():
+    """The step the drive allows (0x607F) is the step limit: commands within it move the drives, a command
+    beyond it is a `limit` stop naming joint and numbers (issue 11: the bridge checks, it used to clamp)."""
     cfg, rack = _rig(max_profile_velocity=65536)
     arm = CanArm(replace(cfg, max_step=None))
     try:
         arm.connect()
-        for _ in range(30):
-            state = arm.step(np.full(6, 1.0))  # far away: each tick moves by the drive's allowed step
-            time.sleep(0.002)
         allowed = 65536 / cfg.joints[0].counts_per_rad / cfg.fps
+        np.testing.assert_allclose(arm.step_limits, allowed)
+        for k in range(1, 31):
+            state = arm.step(np.full(6, k * allowed))
+            time.sleep(0.002)
         np.testing.assert_allclose(state.positions, 30 * allowed, atol=2e-4)
         assert arm.stop_record is None
+        with pytest.raises(
+            InvalidCommandError, match=r"joint joint1: target 1 is .* more than max_step 0\.0157"
+        ):
+            arm.step(np.full(6, 1.0))
+        assert arm.stop_record.reason is StopReason.LIMIT
     finally:
         arm.disconnect()
         rack.close()

@@ -39,7 +39,7 @@ HOST = textwrap.dedent(
     arm.connect()
     ticks = 0
     while True:  # until SIGKILL: no safe stop, no disconnect, nothing more on the bus
-        arm.step(np.full(6, 0.1))
+        arm.step(np.minimum(arm.last_command + arm.step_limits, 0.1))  # within max_step
         ticks += 1
         if ticks == 50:
             print(json.dumps({{"pid": os.getpid(), "ticks": ticks}}), flush=True)

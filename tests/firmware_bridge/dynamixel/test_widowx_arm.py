@@ -91,18 +91,43 @@ def test_one_sync_write_and_one_sync_read_per_tick(widowx_emulator):
     arm.disconnect()
 
 
-def test_targets_are_clamped_to_limits_and_max_step(widowx_emulator):
+def test_targets_up_to_the_limits_are_sent_as_they_are(widowx_emulator):
+    """Issue 11, one clamp: the runtime clamps, the bridge sends a command within limits unchanged (it used to
+    clamp again, silently)."""
     _emu, cfg = widowx_emulator
     arm = DynamixelArm(replace(cfg, max_step=0.1))
     arm.connect()
-    arm.step(np.array([0, -3.0, 0, 0, 0, 0, 200.0]))
-    assert arm.last_command[1] == pytest.approx(-0.1)
-    for _ in range(30):
-        arm.step(np.array([0, -3.0, 0, 0, 0, 0, 200.0]))
     lower, upper = arm.limits  # the YAML limits rounded inwards to whole servo counts
-    assert arm.last_command[1] == pytest.approx(lower[1])
     assert 0 <= lower[1] - cfg.joints[1].lower < 1.0 / ct.COUNTS_PER_RAD
-    assert arm.last_command[6] == pytest.approx(upper[6]) and upper[6] == pytest.approx(74.0, abs=0.05)
+    assert upper[6] == pytest.approx(74.0, abs=0.05)
+    target = arm.last_command.copy()
+    for k in range(1, 40):  # walk to the shoulder's lower limit at max_step per tick
+        target[1] = max(lower[1], -0.1 * k)
+        arm.step(target)
+    assert arm.last_command[1] == lower[1] and arm.stop_record is None
+    arm.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("joint", "value", "match"),
+    [(1, -3.0, r"joint shoulder: target -3 below its lower limit -1\.88"),
+     (6, 80.0, r"joint gripper: target 80 above its upper limit 74"),
+     (0, 0.25, r"joint waist: target 0\.25 is 0\.25 from the last command 0, more than max_step 0\.1")],
+)  # fmt: skip
+def test_a_target_beyond_a_limit_stops_naming_joint_value_and_limit(widowx_emulator, joint, value, match):
+    """Issue 11, one clamp: what the bridge used to clamp silently is now a `limit` safe stop."""
+    emu, cfg = widowx_emulator
+    arm = DynamixelArm(replace(cfg, max_step=0.1))
+    arm.connect()
+    target = HOME.copy()
+    target[6] = arm.last_command[6]
+    target[joint] = value
+    with pytest.raises(InvalidCommandError, match=match):
+        arm.step(target)
+    assert arm.stop_record.reason is StopReason.LIMIT and arm.stop_record.exit_code != 0
+    assert "joint" in arm.stop_record.detail
+    emu.settle(arm.bus.transport.tx_bytes)
+    assert not any(s.torque for s in emu.servos.values())  # the normal stop: hold, then torque off
     arm.disconnect()
 
 

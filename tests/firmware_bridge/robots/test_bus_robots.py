@@ -20,8 +20,10 @@ def test_dry_run_robot_observes_commands_and_stops(name):
         obs.validate(spec)
         target = np.asarray(obs.state, dtype=np.float32).copy()
         target[0] += 0.05
+        step = np.asarray(spec.action_max_step, dtype=np.float32)  # what the runtime clamps to
         for _ in range(20):
-            sent = robot.command(target)
+            last = robot.arm.last_command.astype(np.float32)
+            sent = robot.command(np.clip(target, last - step, last + step))
         assert sent.dtype == np.float32 and sent.shape == (len(spec.action_names),)
         obs = robot.observe()
         assert obs.state[0] == pytest.approx(target[0], abs=0.01)
@@ -34,14 +36,20 @@ def test_dry_run_robot_observes_commands_and_stops(name):
             robot.command(target)
 
 
-def test_widowx_clips_to_joint_limits():
+def test_widowx_spec_carries_the_limits_the_arm_checks():
+    """Issue 11, one clamp: the spec holds the joint limits and per-joint max_step (the gripper's own) that
+    the runtime clamps to; a command beyond them reaching the robot is a `limit` stop naming the joint (it
+    used to be clipped here and again in the bridge)."""
     robot = make_robot("widowx", dry_run=True, hold_s=0.0, max_step=10.0)
+    spec = robot.spec
+    assert spec.action_max_step == (10.0,) * 6 + (5.0,)
     with robot:
-        gripper = float(robot.observe().state[6])
-        target = np.array([0, -3.0, 0, 0, 0, 0, 100.0], dtype=np.float32)
-        sent = robot.command(target)
-        assert sent[1] == pytest.approx(robot.spec.action_low[1], abs=1e-6)
-        assert sent[6] == pytest.approx(min(74.0, gripper + 5.0), abs=1e-4)  # the gripper's own max_step
+        state = robot.observe().state
+        target = state.copy()
+        target[1] = -3.0
+        with pytest.raises(RobotStoppedError, match=r"joint shoulder: target -3 below its lower limit"):
+            robot.command(target)
+        assert robot.stop_record.reason is StopReason.LIMIT
 
 
 def test_camera_stall_stops_the_arm():

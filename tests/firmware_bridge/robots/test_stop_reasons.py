@@ -53,7 +53,7 @@ def slow_policy(out: Path, matmuls: int, execution: dict | None = None) -> Path:
     from edgeact.runtime.policy_io import CameraInput, PolicyIO
 
     spec = make_robot("widowx", dry_run=True, **OPTIONS).spec
-    k, a = 8, len(spec.action_names)
+    k, a = 50, len(spec.action_names)  # 1 s of actions: async keeps up even with a very slow model
     io = PolicyIO(
         cameras=(CameraInput("cam_high", 12, 16, 3, "NHWC"),),
         vectors=_load("core_graphs").vector_inputs((("observation.state", tuple(spec.state_names)),)),
@@ -97,8 +97,8 @@ def slow_policy(out: Path, matmuls: int, execution: dict | None = None) -> Path:
 
 @pytest.fixture(scope="module")
 def slow_model(tmp_path_factory) -> Path:
-    # about 20 x 67 MFLOP: tens of ms even on a fast core, far above the 20 ms period at 50 Hz
-    return slow_policy(tmp_path_factory.mktemp("slow"), matmuls=20)
+    # 100 x 67 MFLOP: tens of ms even on a fast core (100 GFLOP/s), far above the 20 ms period at 50 Hz
+    return slow_policy(tmp_path_factory.mktemp("slow"), matmuls=100)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +160,15 @@ def test_bridge_fault_stop_names_servo_and_error(fast_model, tmp_path, caplog, m
     assert "1" in summary["stop"]["detail"] and summary["stop"]["detail"] in summary["safe_stops"][0]
     line = _stop_line(caplog)
     assert "safe stop (hardware_alert)" in line and summary["stop"]["detail"] in line, line
+
+
+def test_the_runtime_clamps_and_the_bridge_only_checks(fast_model, tmp_path):
+    """The model asks for 0 on every joint: the gripper's 0 mm is below its 30 mm limit, and far from where it
+    stands (more than its 5 mm max_step). The C++ post-processor clamps both; the bridge, which stops on a
+    violation instead of clamping again, never sees one."""
+    code, summary = _rt_run(fast_model, tmp_path, "--duration", "1")
+    assert code == 0 and summary["safe_stops"] == [], summary.get("stop")
+    assert summary["stop"]["reason"] == "end"
 
 
 def test_slow_model_in_ensemble_mode_is_refused_before_torque_on(slow_model, tmp_path, capsys, caplog):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from edgeact.firmware_bridge.sim import scenarios
 
@@ -15,6 +17,20 @@ DXL_REASONS = {
     "host_stall": "bus_watchdog",
 }
 CAN_REASONS = {"emcy": "emcy", "heartbeat_loss": ("heartbeat_loss", "comm_loss"), "nan": "nan"}
+
+
+@pytest.fixture(autouse=True)
+def _no_gripper_step_limit(monkeypatch):
+    """The scenarios command `home` from wherever the emulated servos start: the gripper's own max_step
+    (5 mm) would make that first jump a `limit` stop now that the bridge checks instead of clamping
+    (issue 11), and these tests are about bus faults."""
+    make = scenarios.widowx_test_config
+
+    def without_joint_steps(port, **overrides):
+        cfg = make(port, **overrides)
+        return replace(cfg, joints=tuple(replace(j, max_step=None) for j in cfg.joints))
+
+    monkeypatch.setattr(scenarios, "widowx_test_config", without_joint_steps)
 
 
 @pytest.mark.parametrize("fault", scenarios.DXL_FAULTS)
