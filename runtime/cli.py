@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 from edgeact.runtime import runner
 from edgeact.runtime.config import RuntimeConfigError, load_runtime_config, resolve_config_path
-from edgeact.runtime.robots import RobotError, SimRobot, available_robots, make_robot
+from edgeact.runtime.robots import RobotError, SimRobot, available_robots, is_robot_file, make_robot
 
 log = logging.getLogger("edgeact.runtime.cli")
 
@@ -71,7 +71,11 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rt-run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--robot", help=f"robot name ({', '.join(available_robots())}); default from the config")
+    p.add_argument(
+        "--robot",
+        help=f"robot name ({', '.join(available_robots())}) or a robot YAML file (bus: dynamixel|canopen|"
+        "feetech); default from the config",
+    )
     p.add_argument(
         "--model", required=True, type=Path, help="policy.onnx or policy.engine (policy.json beside)"
     )
@@ -126,7 +130,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         print("rt-run: warning: --max-delta is deprecated, use --max-step", file=sys.stderr)
         args.max_step = args.max_step if args.max_step is not None else args.max_delta
     config = args.config
-    if config is None and args.robot is not None:
+    if config is None and args.robot is not None and not is_robot_file(args.robot):
         try:  # a shipped configs/runtime/<robot>.yaml, when there is one
             resolve_config_path(args.robot)
             config = args.robot

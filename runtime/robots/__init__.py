@@ -4,14 +4,21 @@ Each entry maps a name to a factory given as "module:attribute" and imported onl
 so that `rt-run --robot widowx` never imports gym and `pusht-sim` never imports the bus code. Add a robot with
 one `register_robot(...)` line below (or from your own code before calling `make_robot`). A factory takes
 keyword options (from the runtime config's `robot_options` and CLI flags) and returns a `Robot`.
+
+A robot can also be a YAML file (`rt-run --robot path/to/my_arm.yaml`): its `bus:` key (dynamixel, canopen,
+feetech) picks the factory, which reads the whole arm from the file (ids, joint names, limits, units, cameras,
+fps; `edgeact.firmware_bridge.config`). The shipped arms are such files (`configs/robots/*.yaml`), loaded the
+same way under their names.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import yaml
 from edgeact.runtime.robots.base import (
     CameraSpec,
     EpisodeResult,
@@ -37,6 +44,7 @@ __all__ = [
     "SimRobot",
     "UnknownRobotError",
     "available_robots",
+    "is_robot_file",
     "make_robot",
     "register_robot",
 ]
@@ -60,13 +68,44 @@ def available_robots() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# A robot YAML's `bus:` -> the factory that builds any arm on that bus from the file
+BUS_FACTORIES = {
+    "dynamixel": "edgeact.runtime.robots.widowx:make_widowx",
+    "canopen": "edgeact.runtime.robots.can_arm:make_can_arm",
+    "feetech": "edgeact.runtime.robots.so_arm:make_so_arm",
+}
+
+
+def is_robot_file(name: str) -> bool:
+    """`--robot` names a YAML file rather than a registered robot."""
+    return str(name).endswith((".yaml", ".yml"))
+
+
+def _factory_for_file(path: str) -> RobotFactory:
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise RobotError(f"cannot read robot file {file}: {err}") from err
+    bus = raw.get("bus") if isinstance(raw, dict) else None
+    if bus not in BUS_FACTORIES:
+        raise RobotError(
+            f"robot file {file}: field 'bus' must be one of {sorted(BUS_FACTORIES)}, got {bus!r}"
+        )
+    return _load(str(file), BUS_FACTORIES[bus])
+
+
 def _resolve(name: str) -> RobotFactory:
     try:
         factory = _REGISTRY[name]
     except KeyError as err:
         raise UnknownRobotError(
-            f"unknown robot {name!r}; available: {', '.join(available_robots())}"
+            f"unknown robot {name!r}; available: {', '.join(available_robots())} or a robot YAML file"
         ) from err
+    return _load(name, factory)
+
+
+def _load(name: str, factory: str | RobotFactory) -> RobotFactory:
     if callable(factory):
         return factory
     module_name, _, attr = factory.partition(":")
@@ -78,7 +117,9 @@ def _resolve(name: str) -> RobotFactory:
 
 
 def make_robot(name: str, **options: Any) -> Robot:
-    """Build (not connect) the robot registered as `name` with the given options."""
+    """Build (not connect) the robot registered as `name`, or described by the YAML file `name`."""
+    if is_robot_file(name):
+        return _factory_for_file(name)(config=name, **options)
     return _resolve(name)(**options)
 
 
