@@ -16,6 +16,9 @@ if [ -f "$dest/cuda_runtime/include/cuda_runtime_api.h" ] && [ -f "$dest/cuda_nv
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+if ! "$python" -m pip --version >/dev/null 2>&1; then  # a Python without pip: a throwaway venv brings one
+  "$python" -m venv "$work/venv" && python=$work/venv/bin/python
+fi
 echo "fetching nvidia-cuda-runtime-cu12 and nvidia-cuda-nvcc-cu12 ($cuda_version) wheels for their headers..."
 "$python" -m pip download -q --no-deps --only-binary=:all: -d "$work" \
   "nvidia-cuda-runtime-cu12==$cuda_version" "nvidia-cuda-nvcc-cu12==$cuda_version"
