@@ -24,6 +24,14 @@ def _fail(owner: str, name: str, value: Any, why: str) -> None:
     raise BridgeConfigError(f"{owner}.{name} {why}, got {value!r}")
 
 
+def _check_name_map(owner: str, name_map: Any) -> None:
+    ok = isinstance(name_map, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in name_map.items()
+    )
+    if not ok:
+        _fail(owner, "name_map", name_map, "must map policy names to this robot's names (strings)")
+
+
 @dataclass(frozen=True)
 class DynamixelJoint:
     """One commanded servo. Units: radians, unless `counts_at_lower`/`counts_at_upper` map a linear unit
@@ -101,9 +109,14 @@ class DynamixelArmConfig:
     max_step: float | None = None  # largest change per tick of a commanded joint (robot units), None = off
     hold_s: float = 0.2  # safe stop: hold position this long before torque off
     torque_off_on_stop: bool = True
+    # policy name -> this arm's name (joint or camera), for policies trained on other names; used by rt-run
+    # (docs/rt-run.md, "Names that differ"), not by the bridge
+    name_map: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         owner = "DynamixelArmConfig"
+        _check_name_map(owner, self.name_map)
+        object.__setattr__(self, "name_map", dict(self.name_map))
         if self.baudrate <= 0:
             _fail(owner, "baudrate", self.baudrate, "must be positive")
         if not (self.fps > 0 and math.isfinite(self.fps)):
@@ -218,9 +231,12 @@ class CanArmConfig:
     max_step: float | None = None
     hold_s: float = 0.2
     torque_off_on_stop: bool = True  # disable voltage (controlword 0x00) after holding
+    name_map: Mapping[str, str] = field(default_factory=dict)  # as DynamixelArmConfig.name_map
 
     def __post_init__(self) -> None:
         owner = "CanArmConfig"
+        _check_name_map(owner, self.name_map)
+        object.__setattr__(self, "name_map", dict(self.name_map))
         if not self.joints:
             _fail(owner, "joints", self.joints, "must list at least one drive")
         ids = [j.node_id for j in self.joints]

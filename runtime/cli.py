@@ -33,7 +33,9 @@ import numpy as np
 import yaml
 from edgeact.runtime import runner
 from edgeact.runtime.config import RuntimeConfigError, load_runtime_config, resolve_config_path
+from edgeact.runtime.policy_io import STATE
 from edgeact.runtime.robots import RobotError, SimRobot, available_robots, is_robot_file, make_robot
+from edgeact.runtime.robots.base import NameMappedRobot, parse_name_map
 
 log = logging.getLogger("edgeact.runtime.cli")
 
@@ -99,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="any other python-can bus argument, repeatable (fd=true, data_bitrate=2000000, port=43114)",
     )
     g.add_argument("--dry-run", action="store_true", help="drive byte-level emulators instead of hardware")
+    g.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="POLICY=ROBOT,...",
+        help="policy camera/state/action name -> the robot's (joint_0=waist,top=cam_high), over its name_map",
+    )
     g = p.add_argument_group("execution (defaults from the policy's sidecar)")
     g.add_argument("--mode", choices=("ensemble", "chunk", "async"))
     g.add_argument("--ensemble-coeff", type=float, help="ensemble: m in w_i = exp(-m i)")
@@ -171,6 +180,26 @@ def _options_for_policy(robot: str, model: Path, options: dict[str, Any]) -> dic
     return runner.robot_options_for_policy(robot, io, options)
 
 
+def _map_names(robot: Any, policy: Any, flags: list[str]) -> Any:
+    """`robot` under the policy's names when the robot YAML's `name_map` or `--map` has entries (the flag's
+    win per name); NameMapError (a RobotError) names an unmapped or ambiguous name."""
+    name_map = dict(getattr(getattr(robot, "config", None), "name_map", None) or {})
+    for text in flags:
+        name_map.update(parse_name_map(text))
+    if not name_map:
+        return robot
+    if isinstance(robot, SimRobot):
+        raise RobotError("--map / name_map is for real robots")
+    takes_state = any(v.feature == STATE for v in policy.vectors)
+    return NameMappedRobot(
+        robot,
+        name_map,
+        cameras=[c.name for c in policy.cameras],
+        state_names=[str(n) for n in policy.state_names or ()] if takes_state else [],
+        action_names=[str(n) for n in policy.action_names],
+    )
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"rt-run: error: {message}", file=sys.stderr)
     return code
@@ -222,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
                 backend=cfg.backend, intra_op_threads=cfg.intra_op_threads, warmup_runs=cfg.warmup_runs
             ),
         )
+        robot = _map_names(robot, policy, args.map)
         runner.check_policy_matches_robot(policy, robot.spec, str(args.model))
         step_s = None
         if not isinstance(robot, SimRobot):  # before torque-on: a model too slow for the rate never moves it
             cfg, step_s = runner.check_model_speed(policy, robot.spec, cfg)
-    except (CoreError, runner.PolicyMismatchError, runner.ModelTooSlowError, OSError) as err:
+    except (CoreError, runner.PolicyMismatchError, runner.ModelTooSlowError, RobotError, OSError) as err:
         return _fail(str(err))
     load_s = time.monotonic() - t_load
     try:

@@ -12,9 +12,12 @@ Real arms (Dynamixel, CANopen), their `--dry-run` emulations and `pusht-sim` all
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -270,3 +273,142 @@ class SimRobot(Robot):
         """A larger uint8 (H, W, 3) view for people (video); defaults to the first camera."""
         obs = self.observe()
         return obs.images[self.spec.cameras[0].name]
+
+
+class NameMapError(RobotError, ValueError):
+    """A name map leaves a policy name without a robot name, or maps two onto one; the message names them."""
+
+
+def _resolve_names(
+    kind: str, policy: Sequence[str], robot: Sequence[str], name_map: Mapping[str, str], spec_name: str
+) -> list[int]:
+    """Index into `robot` of each of the policy's names, through `name_map`; NameMapError by name when one
+    has no robot name or two share one."""
+    out, used = [], {}
+    for name in policy:
+        target = name_map.get(name, name)
+        if target not in robot:
+            hint = f"add {name}=<one of {list(robot)}> to --map or the robot YAML's name_map"
+            raise NameMapError(
+                f"policy {kind} {name!r} is unmapped: robot {spec_name} has no {kind} {target!r} ({hint})"
+            )
+        if target in used:
+            raise NameMapError(
+                f"ambiguous name map: policy {kind}s {used[target]!r} and {name!r} both map to robot {kind} "
+                f"{target!r} of {spec_name}"
+            )
+        used[target] = name
+        out.append(list(robot).index(target))
+    return out
+
+
+class NameMappedRobot(Robot):
+    """`robot` seen through the policy's names (docs/rt-run.md, "Names that differ"): cameras renamed, state
+    and action reordered into the policy's order, limits with them. `name_map` maps policy names to the
+    robot's; a name without an entry must be the robot's own."""
+
+    def __init__(
+        self,
+        robot: Robot,
+        name_map: Mapping[str, str],
+        *,
+        cameras: Sequence[str],
+        state_names: Sequence[str],
+        action_names: Sequence[str],
+    ) -> None:
+        self.robot, self.name_map = robot, dict(name_map)
+        spec = robot.spec
+        known = set(cameras) | set(state_names) | set(action_names)
+        unknown = sorted(set(name_map) - known)
+        if unknown:
+            raise NameMapError(
+                f"name map entries {unknown} are no camera, state or action name of the policy "
+                f"(its names: {sorted(known)})"
+            )
+        cam_idx = _resolve_names("camera", cameras, spec.camera_names, name_map, spec.name)
+        self._cams = [(p, spec.cameras[i].name) for p, i in zip(cameras, cam_idx, strict=True)]
+        self._act = np.asarray(_resolve_names("action", action_names, spec.action_names, name_map, spec.name))
+        if len(self._act) != len(spec.action_names):
+            missing = sorted(set(spec.action_names) - {spec.action_names[i] for i in self._act})
+            raise NameMapError(f"robot {spec.name} actions {missing} are commanded by no policy action")
+        self._inv = np.argsort(self._act)
+        self._state = None
+        if state_names:
+            idx = _resolve_names("state", state_names, spec.state_names, name_map, spec.name)
+            self._state = np.asarray(idx)
+        mapped = {r: p for p, r in self._cams}
+        self._spec = RobotSpec(
+            name=spec.name,
+            fps=spec.fps,
+            cameras=tuple(
+                CameraSpec(mapped.get(c.name, c.name), c.height, c.width, c.channels) for c in spec.cameras
+            ),
+            state_names=tuple(state_names) if state_names else spec.state_names,
+            action_names=tuple(action_names),
+            action_low=None if spec.action_low is None else tuple(spec.action_low[i] for i in self._act),
+            action_high=None if spec.action_high is None else tuple(spec.action_high[i] for i in self._act),
+            vectors=spec.vectors,
+            action_max_step=None
+            if spec.action_max_step is None
+            else tuple(spec.action_max_step[i] for i in self._act),
+        )
+
+    @property
+    def spec(self) -> RobotSpec:
+        return self._spec
+
+    @property
+    def is_connected(self) -> bool:
+        return self.robot.is_connected
+
+    def connect(self) -> None:
+        self.robot.connect()
+        # a bus arm learns some limits at bring-up (a drive's 0x607F): take them over in the policy's order
+        steps = self.robot.spec.action_max_step
+        if steps is not None:
+            self._spec = dataclasses.replace(self._spec, action_max_step=tuple(steps[i] for i in self._act))
+
+    def observe(self) -> Observation:
+        obs = self.robot.observe()
+        images = {p: obs.images[r] for p, r in self._cams if r in obs.images}
+        stamps = {p: obs.image_timestamps[r] for p, r in self._cams if r in obs.image_timestamps}
+        state = obs.state if self._state is None else obs.state[self._state]
+        return Observation(images, state, obs.timestamp, stamps, obs.vectors)
+
+    def command(self, action: np.ndarray) -> np.ndarray:
+        return self.command_ticks(action, 1)
+
+    def command_ticks(self, action: np.ndarray, ticks: int) -> np.ndarray:
+        act = np.asarray(action, dtype=np.float32).reshape(-1)
+        if act.shape != self._act.shape:
+            raise RobotError(
+                f"{self._spec.name} takes {self._act.size} actions, got shape {np.shape(action)}"
+            )
+        sent = self.robot.command_ticks(act[self._inv], ticks)
+        return np.asarray(sent)[self._act]
+
+    def safe_stop(self, reason: str) -> None:
+        self.robot.safe_stop(reason)
+
+    def disconnect(self) -> None:
+        self.robot.disconnect()
+
+    @property
+    def stop_record(self) -> Any:
+        return getattr(self.robot, "stop_record", None)
+
+
+def parse_name_map(text: str) -> dict[str, str]:
+    """`joint_0=waist,top=cam_high` -> {"joint_0": "waist", "top": "cam_high"}; NameMapError on a bad part."""
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise NameMapError(f"--map takes POLICY_NAME=ROBOT_NAME[,...], got {part!r}")
+        key, value = key.strip(), value.strip()
+        if out.get(key, value) != value:
+            raise NameMapError(f"ambiguous name map: {key!r} maps to both {out[key]!r} and {value!r}")
+        out[key] = value
+    return out

@@ -88,3 +88,86 @@ def test_rt_run_drives_a_two_joint_yaml_arm_in_dry_run(arm_yaml, tmp_path):
     assert code == 0 and summary["safe_stops"] == [], summary
     assert summary["robot"] == str(arm_yaml) and summary["ticks"] >= 10
     assert summary["stop"]["reason"] == "end"
+
+
+# --- names that differ: the policy's names (a dataset's) mapped onto the robot's ---------------------------
+
+
+def _dataset_policy(tmp_path: Path, fps: float = 20.0) -> Path:
+    """A policy trained on a dataset's names: state/action joint_0, joint_1 (claw first), camera `top_cam`."""
+    return core_graphs.build_graph_policy(
+        tmp_path / "policy", cameras=(("top_cam", 24, 32, "NHWC"),),
+        vectors=(("observation.state", ("joint_0", "joint_1")),), action_dim=2,
+        action_names=("joint_0", "joint_1"), chunk_size=8, fps=fps,
+    )  # fmt: skip
+
+
+def _run(arm_yaml: Path, model: Path, tmp_path: Path, *extra: str) -> tuple[int, dict | None]:
+    runtime = tmp_path / "runtime.yaml"
+    runtime.write_text("stale_timeout_s: 5.0\nmax_consecutive_overruns: 1000\n")
+    out = tmp_path / "run.json"
+    code = cli.main(["--robot", str(arm_yaml), "--model", str(model), "--dry-run", "--duration", "1",
+                     "--config", str(runtime), "--json", str(out), *extra])  # fmt: skip
+    return code, json.loads(out.read_text()) if out.is_file() else None
+
+
+def test_map_flag_runs_a_policy_on_names_that_differ(arm_yaml, tmp_path):
+    model = _dataset_policy(tmp_path)
+    code, summary = _run(
+        arm_yaml, model, tmp_path, "--map", "joint_0=claw,joint_1=base", "--map", "top_cam=top"
+    )
+    assert code == 0 and summary["safe_stops"] == [], summary
+
+
+def test_name_map_in_the_robot_yaml(arm_yaml, tmp_path):
+    arm_yaml.write_text(TWO_JOINT_ARM + "name_map: {joint_0: claw, joint_1: base, top_cam: top}\n")
+    code, summary = _run(arm_yaml, _dataset_policy(tmp_path), tmp_path)
+    assert code == 0 and summary["safe_stops"] == [], summary
+
+
+def test_mapped_robot_reorders_state_action_and_limits(arm_yaml):
+    from edgeact.runtime.robots.base import NameMappedRobot
+
+    robot = make_robot(str(arm_yaml), dry_run=True)
+    mapped = NameMappedRobot(
+        robot, {"joint_0": "claw", "joint_1": "base", "top_cam": "top"},
+        cameras=["top_cam"], state_names=["joint_0", "joint_1"], action_names=["joint_0", "joint_1"],
+    )  # fmt: skip
+    spec, inner = mapped.spec, robot.spec
+    assert spec.camera_names == ("top_cam",) and spec.action_names == ("joint_0", "joint_1")
+    assert spec.action_low == (inner.action_low[1], inner.action_low[0])
+    assert spec.action_max_step == (2.0, 0.05)
+    with mapped:
+        obs = mapped.observe()
+        raw = robot.observe()
+        assert list(obs.images) == ["top_cam"] and obs.state.tolist() == raw.state[[1, 0]].tolist()
+        target = obs.state.copy()
+        target[0] += 1.0  # the claw, 1 mm (its max_step is 2)
+        sent = mapped.command(target)
+        assert sent.tolist() == pytest.approx(target.tolist(), abs=1e-3)
+        assert robot.arm.last_command[1] == pytest.approx(target[0], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--map", "top_cam=top,joint_0=claw"],
+            "policy action 'joint_1' is unmapped: robot my_arm has no action",
+        ),
+        (
+            ["--map", "top_cam=top,joint_0=claw,joint_1=claw"],
+            "ambiguous name map: policy actions 'joint_0' and",
+        ),
+        (
+            ["--map", "joint_0=claw,joint_0=base"],
+            "ambiguous name map: 'joint_0' maps to both 'claw' and 'base'",
+        ),
+        (["--map", "top_cam=top,joint_0=claw,joint_1=base,elbow=base"], "entries ['elbow'] are no camera"),
+        (["--map", "joint_0"], "--map takes POLICY_NAME=ROBOT_NAME"),
+    ],
+)
+def test_unmapped_or_ambiguous_names_are_refused_by_name(arm_yaml, tmp_path, capsys, flags, message):
+    code, summary = _run(arm_yaml, _dataset_policy(tmp_path), tmp_path, *flags)
+    err = capsys.readouterr().err
+    assert code == 2 and summary is None and message in err, err
