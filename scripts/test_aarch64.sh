@@ -39,7 +39,10 @@ if ! ls "$ort_dir"/libonnxruntime.so.* >/dev/null 2>&1; then
   echo "test-aarch64: fetching the $spec manylinux aarch64 wheel for its libonnxruntime"
   "$python" -m pip download -q --no-deps --platform manylinux_2_28_aarch64 --python-version 3.11 \
     --only-binary=:all: -d "$work" "$spec"
-  unzip -q -o "$work"/onnxruntime-*.whl 'onnxruntime/capi/libonnxruntime.so*' -d "$work/x"
+  "$python" -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("onnxruntime/capi/libonnxruntime.so")])' \
+    "$(ls "$work"/onnxruntime-*.whl)" "$work/x"
   rm -rf "$ort_dir" && mkdir -p "$ort_dir"
   cp "$work"/x/onnxruntime/capi/libonnxruntime.so* "$ort_dir/"
   basename "$work"/onnxruntime-*.whl > "$ort_dir/SOURCE_WHEEL"
