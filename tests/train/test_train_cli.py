@@ -43,7 +43,7 @@ def test_print_config_precedence(tmp_path, capsys):
     assert (cfg["steps"], cfg["batch_size"]) == (9, 2)
     assert (cfg["policy"]["chunk_size"], cfg["policy"]["dim_model"]) == (30, 256)
     assert main(["--dataset", "pusht", "--print-config"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out)["policy"]["chunk_size"] == 20  # the shipped PushT YAML
+    assert yaml.safe_load(capsys.readouterr().out)["policy"]["chunk_size"] == 32  # the shipped PushT YAML
 
 
 def test_train_then_resume_and_errors(tiny_dataset, tmp_path, capsys):

@@ -26,11 +26,19 @@ def test_pusht_yaml_holds_overrides_and_cli_wins():
     path = default_config_file("pusht")
     assert path is not None and path.name == "act_pusht.yaml"
     cfg = load_train_config(dataset="pusht")
-    assert cfg.policy.chunk_size == 20 and cfg.policy.n_action_steps == 20
+    assert (cfg.policy.chunk_size, cfg.policy.n_action_steps, cfg.policy.execution_mode) == (32, 16, "chunk")
+    assert (cfg.batch_size, cfg.policy.n_decoder_layers) == (64, 7)
     assert cfg.policy.dim_model == 512  # not overridden: the reference default
     cfg = load_train_config(dataset="pusht", overrides=["policy.chunk_size=50", "lr=3e-5", "eval.episodes=3"])
     assert cfg.policy.chunk_size == 50 and cfg.lr == 3e-5 and cfg.eval.episodes == 3
     assert isinstance(cfg.lr, float)
+
+
+def test_pusht_keypoints_yaml():
+    cfg = load_train_config(dataset="pusht_keypoints")
+    assert default_config_file("pusht_keypoints").name == "act_pusht_keypoints.yaml"
+    assert cfg.dataset == "pusht_keypoints" and cfg.eval_every > 0 and cfg.scheduler == "cosine"
+    assert (cfg.policy.dim_model, cfg.policy.chunk_size, cfg.policy.n_action_steps) == (128, 16, 8)
 
 
 def test_config_file_then_overrides(tmp_path):
