@@ -52,8 +52,11 @@ def robot_options_for_policy(robot: str, io: PolicyIO, options: dict[str, Any]) 
     without camera that takes `observation.environment_state`, else the camera (docs/rt-run.md).
     """
     if robot == "pusht-sim" and "observation" not in options:
-        keypoints = not io.cameras and io.vector(ENV_STATE) is not None
-        return {**options, "observation": "keypoints" if keypoints else "pixels"}
+        from edgeact.runtime.robots.pusht_sim import observation_for_inputs
+
+        env_state = io.vector(ENV_STATE) is not None
+        mode = observation_for_inputs(has_camera=bool(io.cameras), has_env_state=env_state)
+        return {**options, "observation": mode}
     return options
 
 

@@ -29,6 +29,7 @@ from edgeact.runtime.robots.pusht_sim import (
     ENV_STATE,
     PushTMetrics,
     PushTSim,
+    observation_for_inputs,
     pusht_metrics,
 )
 from edgeact.train.features import camera_name
@@ -143,7 +144,10 @@ def evaluate_policy(
     executor = ActionExecutor(exec_cfg)
     infer = _PolicyInfer(policy, camera_keys, device)
     video_dir = Path(cfg.video_dir) if cfg.video_dir else None
-    robot = PushTSim(max_episode_steps=cfg.max_steps, observation=pusht_observation(policy.io))
+    mode = observation_for_inputs(
+        has_camera=bool(policy.io.image_shapes), has_env_state=policy.io.env_state_dim is not None
+    )
+    robot = PushTSim(max_episode_steps=cfg.max_steps, observation=mode)
     robot.connect()
     was_training = policy.training
     policy.eval()
@@ -167,15 +171,6 @@ def evaluate_policy(
         "n_action_steps": exec_cfg.n_action_steps,
     }
     return EvalResult(pusht_metrics(episodes), episodes, exec_dict, time.perf_counter() - t0, videos)
-
-
-def pusht_observation(io: Any) -> str:
-    """Which PushT observation a policy reads: the camera, or the block keypoints (no camera + env state)."""
-    if io.image_shapes:
-        return "pixels"
-    if io.env_state_dim is None:
-        raise EvalError(f"a PushT policy without a camera needs {ENV_STATE!r} (the block keypoints)")
-    return "keypoints"
 
 
 def _action_dim(policy: torch.nn.Module) -> int:

@@ -55,6 +55,12 @@ PUSHT_KEYPOINT_NAMES = tuple(f"keypoint_{i // 2}_{'xy'[i % 2]}" for i in range(1
 OBSERVATIONS = {"pixels": "pixels_agent_pos", "keypoints": "environment_state_agent_pos"}
 
 
+def observation_for_inputs(*, has_camera: bool, has_env_state: bool) -> str:
+    """The PushT observation that serves a policy's inputs: the block keypoints for a policy without camera
+    that takes `observation.environment_state`, else the camera (rt-run and eval-act both choose so)."""
+    return "keypoints" if not has_camera and has_env_state else "pixels"
+
+
 class SimulationUnavailableError(RobotError):
     """gym-pusht (the `sim` extra) is not installed."""
 
